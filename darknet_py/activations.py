@@ -1,0 +1,70 @@
+"""Darknet's activation functions by their cfg names (``activations.h`` of both forks)."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def _stair(x):
+    n = torch.floor(x)
+    half = torch.floor(x / 2)
+    return torch.where(torch.remainder(n, 2) == 0, half, (x - n) + half)
+
+
+def _hard_mish(x):
+    return torch.where(x > 0, x, torch.where(x > -2, x * x / 2 + x, torch.zeros_like(x)))
+
+
+def _mish(x):
+    # AlexeyAB's softplus with threshold 20: x itself above 20, exp(x) below -20.
+    sp = torch.where(x > 20, x, torch.where(x < -20, torch.exp(x), torch.log1p(torch.exp(x))))
+    return x * torch.tanh(sp)
+
+
+ACTIVATIONS = {
+    "linear": lambda x: x,
+    "logistic": torch.sigmoid,
+    "loggy": lambda x: 2 * torch.sigmoid(x) - 1,
+    "relu": F.relu,
+    "relu6": lambda x: torch.clamp(x, 0, 6),
+    "elu": lambda x: torch.where(x >= 0, x, torch.expm1(x)),
+    "selu": lambda x: torch.where(x >= 0, 1.0507 * x, 1.0507 * 1.6732 * torch.expm1(x)),
+    "relie": lambda x: torch.where(x > 0, x, 0.01 * x),
+    "ramp": lambda x: F.relu(x) + 0.1 * x,
+    "leaky": lambda x: F.leaky_relu(x, 0.1),
+    "revleaky": lambda x: torch.where(x > 0, 0.1 * x, x),
+    "tanh": torch.tanh,
+    "plse": lambda x: torch.where(x < -4, 0.01 * (x + 4), torch.where(x > 4, 0.01 * (x - 4) + 1, 0.125 * x + 0.5)),
+    "stair": _stair,
+    "hardtan": lambda x: torch.clamp(x, -1, 1),
+    "lhtan": lambda x: torch.where(x < 0, 0.001 * x, torch.where(x > 1, 0.001 * (x - 1) + 1, x)),
+    "swish": lambda x: x * torch.sigmoid(x),
+    "mish": _mish,
+    "hard_mish": _hard_mish,
+    "gelu": lambda x: 0.5 * x * (1 + torch.tanh(0.797885 * x + 0.035677 * x * x * x)),
+}
+
+
+class Activation(nn.Module):
+    """Applies a Darknet activation chosen by name; ``linear`` costs nothing."""
+
+    def __init__(self, name: str):
+        super().__init__()
+        self.name = name
+        self.fn = ACTIVATIONS[name]
+
+    def forward(self, x):
+        return self.fn(x)
+
+    def extra_repr(self):
+        return self.name
+
+
+def read_activation(section, default: str) -> str:
+    """The section's ``activation``; an unknown name is an error listing the known ones."""
+    name = section.str("activation", default)
+    if name not in ACTIVATIONS:
+        raise section.error(f"unknown activation '{name}' (known: {', '.join(sorted(ACTIVATIONS))})",
+                            "activation")
+    return name

@@ -1,0 +1,71 @@
+"""What parametric layers share: Darknet's batch norm and the file-order blob list."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+# pjreddie's CPU normalize_cpu: (x - mean) / (sqrt(var) + .000001f). The oracle was built with it.
+BN_EPS = 0.000001
+
+
+@dataclass
+class Blob:
+    """One float array of a layer, in the order Darknet reads and writes it.
+
+    ``transposable``: connected weights, stored (inputs, outputs) in files whose header says
+    "transpose" (major or minor > 1000). ``bn_scale``: part of the triple that a layer with
+    ``dontloadscales=1`` skips on load.
+    """
+
+    name: str
+    tensor: torch.Tensor
+    transposable: bool = False
+    bn_scale: bool = False
+
+
+class BatchNormMixin:
+    """Darknet's batch norm over dim 1 with ``scales``, ``rolling_mean``, ``rolling_variance``.
+
+    Training uses the batch mean and the unbiased batch variance and updates the rolling
+    statistics by 0.99/0.01, as ``forward_batchnorm_layer`` does.
+    """
+
+    def _init_bn(self, n: int):
+        self.scales = nn.Parameter(torch.ones(n))
+        self.register_buffer("rolling_mean", torch.zeros(n))
+        self.register_buffer("rolling_variance", torch.ones(n))
+
+    def _normalize(self, x):
+        view = (1, -1) + (1,) * (x.dim() - 2)
+        dims = (0,) + tuple(range(2, x.dim()))
+        if self.training:
+            mean = x.mean(dims)
+            var = x.var(dims, unbiased=True)
+            with torch.no_grad():
+                self.rolling_mean.mul_(0.99).add_(0.01 * mean)
+                self.rolling_variance.mul_(0.99).add_(0.01 * var)
+        else:
+            mean, var = self.rolling_mean, self.rolling_variance
+        x = (x - mean.view(view)) / (var.sqrt() + BN_EPS).view(view)
+        return x * self.scales.view(view)
+
+    def _bn_blobs(self) -> list[Blob]:
+        return [Blob("scales", self.scales, bn_scale=True),
+                Blob("rolling_mean", self.rolling_mean, bn_scale=True),
+                Blob("rolling_variance", self.rolling_variance, bn_scale=True)]
+
+
+def positive(section, key, value, minimum=1):
+    if value < minimum:
+        raise section.error(f"must be >= {minimum}, got {value}", key)
+    return value
+
+
+def refuse_unsupported(section, *keys, zero=0):
+    """Options Darknet reads that would change the numbers but are not implemented: refuse."""
+    for key in keys:
+        if section.has(key) and section.int(key, zero) != zero:
+            raise section.error("is not supported by darknet_py", key)
+        section.ignore(key)

@@ -1,0 +1,172 @@
+"""[convolutional], [connected], [local] and [batchnorm]: the layers that hold weights."""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..activations import Activation, read_activation
+from ..registry import LayerSpec, Shape, register
+from .base import BatchNormMixin, Blob, positive, refuse_unsupported
+
+
+def out_size(section, key, size_in, kernel, stride, padding_total):
+    """Darknet's ``(in + pad - size) / stride + 1``, refusing shapes that would not exist."""
+    span = size_in + padding_total - kernel
+    if span < 0:
+        raise section.error(f"kernel {kernel} does not fit an input of {size_in} with padding "
+                            f"{padding_total}", key)
+    return span // stride + 1
+
+
+class Convolutional(BatchNormMixin, nn.Module):
+    def __init__(self, c, n, size, stride, padding, groups, batch_normalize, activation):
+        super().__init__()
+        self.stride, self.padding, self.groups = stride, padding, groups
+        self.batch_normalize = batch_normalize
+        fan_in = c // groups * size * size
+        self.weights = nn.Parameter(torch.randn(n, c // groups, size, size) * math.sqrt(2.0 / fan_in))
+        self.biases = nn.Parameter(torch.zeros(n))
+        if batch_normalize:
+            self._init_bn(n)
+        self.activation = Activation(activation)
+
+    def forward(self, x):
+        x = F.conv2d(x, self.weights, None, self.stride, self.padding, 1, self.groups)
+        if self.batch_normalize:
+            x = self._normalize(x)
+        return self.activation(x + self.biases.view(1, -1, 1, 1))
+
+    def blobs(self):
+        bn = self._bn_blobs() if self.batch_normalize else []
+        return [Blob("biases", self.biases), *bn, Blob("weights", self.weights)]
+
+
+@register("convolutional", "conv")
+def build_convolutional(s, ctx):
+    inp = ctx.prev
+    n = positive(s, "filters", s.int("filters", 1))
+    size = positive(s, "size", s.int("size", 1))
+    stride = positive(s, "stride", s.int("stride", 1))
+    padding = positive(s, "padding", s.int("padding", 0), 0)
+    if s.int("pad", 0):
+        padding = size // 2
+    groups = positive(s, "groups", s.int("groups", 1))
+    if inp.c % groups or n % groups:
+        raise s.error(f"input channels {inp.c} and filters {n} must both divide by groups={groups}", "groups")
+    bn = bool(s.int("batch_normalize", 0))
+    act = read_activation(s, "logistic")
+    refuse_unsupported(s, "binary", "xnor", "flipped")
+    s.ignore("dot")  # a training-time penalty between filters, unused at inference
+    out = Shape(n, out_size(s, "size", inp.h, size, stride, 2 * padding),
+                out_size(s, "size", inp.w, size, stride, 2 * padding))
+    k = size * size * inp.c // groups
+    return LayerSpec(
+        "convolutional", (ctx.prev_index,), out,
+        lambda: Convolutional(inp.c, n, size, stride, padding, groups, bn, act),
+        n_params=n * (k + 1 + 3 * bn),
+        flops=2.0 * n * k * out.h * out.w,
+        label="conv", detail=f"{n:5d} {size:2d} x{size:2d} /{stride:2d}")
+
+
+class Connected(BatchNormMixin, nn.Module):
+    def __init__(self, inputs, outputs, batch_normalize, activation):
+        super().__init__()
+        self.batch_normalize = batch_normalize
+        self.biases = nn.Parameter(torch.zeros(outputs))
+        self.weights = nn.Parameter(torch.randn(outputs, inputs) * math.sqrt(2.0 / inputs))
+        if batch_normalize:
+            self._init_bn(outputs)
+        self.activation = Activation(activation)
+
+    def forward(self, x):
+        x = F.linear(x.flatten(1), self.weights)
+        if self.batch_normalize:
+            x = self._normalize(x)
+        x = self.activation(x + self.biases)
+        return x.view(x.shape[0], -1, 1, 1)
+
+    def blobs(self):
+        bn = self._bn_blobs() if self.batch_normalize else []
+        return [Blob("biases", self.biases), Blob("weights", self.weights, transposable=True), *bn]
+
+
+@register("connected", "conn")
+def build_connected(s, ctx):
+    inputs = ctx.prev.numel
+    outputs = positive(s, "output", s.int("output", 1))
+    bn = bool(s.int("batch_normalize", 0))
+    act = read_activation(s, "logistic")
+    return LayerSpec(
+        "connected", (ctx.prev_index,), Shape(outputs, 1, 1),
+        lambda: Connected(inputs, outputs, bn, act),
+        n_params=outputs * (inputs + 1 + 3 * bn), flops=2.0 * inputs * outputs,
+        label="conn", detail=f"{inputs:5d} -> {outputs}")
+
+
+class Local(nn.Module):
+    """Locally connected: one filter bank per output location, im2col order (c, ky, kx)."""
+
+    def __init__(self, c, n, size, stride, pad, out, activation):
+        super().__init__()
+        self.size, self.stride, self.pad, self.out = size, stride, pad, out
+        locations, k = out.h * out.w, c * size * size
+        self.weights = nn.Parameter(torch.randn(locations, n, k) * math.sqrt(2.0 / k))
+        self.biases = nn.Parameter(torch.zeros(n, out.h, out.w))
+        self.activation = Activation(activation)
+
+    def forward(self, x):
+        cols = F.unfold(x, self.size, padding=self.pad, stride=self.stride)  # (B, k, L)
+        y = torch.einsum("lnk,bkl->bnl", self.weights, cols).view(x.shape[0], *self.biases.shape)
+        return self.activation(y + self.biases)
+
+    def blobs(self):
+        return [Blob("biases", self.biases), Blob("weights", self.weights)]
+
+
+@register("local")
+def build_local(s, ctx):
+    inp = ctx.prev
+    n = positive(s, "filters", s.int("filters", 1))
+    size = positive(s, "size", s.int("size", 1))
+    stride = positive(s, "stride", s.int("stride", 1))
+    pad = positive(s, "pad", s.int("pad", 0), 0)
+    act = read_activation(s, "logistic")
+    # local_out_height treats pad as a flag, im2col as an amount: they must agree.
+    dims = []
+    for key_size in (inp.h, inp.w):
+        flagged = (key_size - (1 if pad else size)) // stride + 1
+        if out_size(s, "size", key_size, size, stride, 2 * pad) != flagged:
+            raise s.error(f"pad={pad} with size={size}: Darknet's output size and its im2col disagree", "pad")
+        dims.append(flagged)
+    out = Shape(n, *dims)
+    locations, k = out.h * out.w, inp.c * size * size
+    return LayerSpec(
+        "local", (ctx.prev_index,), out,
+        lambda: Local(inp.c, n, size, stride, pad, out, act),
+        n_params=out.numel + locations * n * k, flops=2.0 * locations * n * k,
+        label="local", detail=f"{n:5d} {size:2d} x{size:2d} /{stride:2d}")
+
+
+class BatchNorm(BatchNormMixin, nn.Module):
+    """Standalone [batchnorm]: its biases exist but are never stored in a weights file."""
+
+    def __init__(self, c):
+        super().__init__()
+        self._init_bn(c)
+        self.biases = nn.Parameter(torch.zeros(c))
+
+    def forward(self, x):
+        return self._normalize(x) + self.biases.view(1, -1, 1, 1)
+
+    def blobs(self):
+        return self._bn_blobs()
+
+
+@register("batchnorm")
+def build_batchnorm(s, ctx):
+    inp = ctx.prev
+    return LayerSpec("batchnorm", (ctx.prev_index,), inp, lambda: BatchNorm(inp.c),
+                     n_params=4 * inp.c, label="batchnorm")

@@ -1,0 +1,97 @@
+"""[upsample] (nearest, or summing when stride is negative) and [reorg] (space to depth)."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..registry import LayerSpec, Shape, register
+from .base import refuse_unsupported
+
+
+class Upsample(nn.Module):
+    def __init__(self, stride, scale, reverse):
+        super().__init__()
+        self.stride, self.scale, self.reverse = stride, scale, reverse
+
+    def forward(self, x):
+        b, c, h, w = x.shape
+        s = self.stride
+        if self.reverse:  # Darknet's backward upsample: each output sums its s x s block
+            x = x.reshape(b, c, h // s, s, w // s, s).sum((3, 5))
+        else:
+            x = x[:, :, :, None, :, None].expand(b, c, h, s, w, s).reshape(b, c, h * s, w * s)
+        return x if self.scale == 1 else x * self.scale
+
+
+@register("upsample")
+def build_upsample(s, ctx):
+    inp = ctx.prev
+    stride = s.int("stride", 2)
+    scale = s.float("scale", 1.0)
+    if stride == 0:
+        raise s.error("must not be 0", "stride")
+    reverse = stride < 0
+    stride = abs(stride)
+    if reverse:
+        if inp.h % stride or inp.w % stride:
+            raise s.error(f"downsampling {inp} by {stride} needs width and height divisible by it "
+                          "(Darknet's indexing assumes it)", "stride")
+        out = Shape(inp.c, inp.h // stride, inp.w // stride)
+    else:
+        out = Shape(inp.c, inp.h * stride, inp.w * stride)
+    return LayerSpec("upsample", (ctx.prev_index,), out, lambda: Upsample(stride, scale, reverse),
+                     label="upsample", detail=f"           {'-' if reverse else ' '}{stride}x")
+
+
+def reorg_gather(c, h, w, stride, reverse):
+    """Flat gather indices reproducing ``reorg_cpu`` on a (c, h, w) input.
+
+    Darknet's forward reorg calls ``reorg_cpu(..., forward=0)``: it reads the input as if it
+    were (c/s^2, h*s, w*s) and writes it in (c, h, w) order, i.e. ``out[in_i] = x[out_i]``.
+    ``reverse=1`` calls it with forward=1: ``out[out_i] = x[in_i]``.
+    """
+    k, j, i = np.meshgrid(np.arange(c), np.arange(h), np.arange(w), indexing="ij")
+    out_c = c // (stride * stride)
+    c2, offset = k % out_c, k // out_c
+    w2 = i * stride + offset % stride
+    h2 = j * stride + offset // stride
+    out_index = (w2 + w * stride * (h2 + h * stride * c2)).ravel()
+    return torch.from_numpy(np.argsort(out_index) if reverse else out_index)
+
+
+class Reorg(nn.Module):
+    def __init__(self, stride, reverse):
+        super().__init__()
+        self.stride, self.reverse = stride, reverse
+        self._gather = {}  # per input shape and device; rebuilt, never saved
+
+    def forward(self, x):
+        b, c, h, w = x.shape
+        s = self.stride
+        key = (c, h, w, x.device)
+        if key not in self._gather:
+            self._gather[key] = reorg_gather(c, h, w, s, self.reverse).to(x.device)
+        out = (c // (s * s), h * s, w * s) if self.reverse else (c * s * s, h // s, w // s)
+        return x.flatten(1).index_select(1, self._gather[key]).view(b, *out)
+
+
+@register("reorg")
+def build_reorg(s, ctx):
+    inp = ctx.prev
+    stride = s.int("stride", 1)
+    reverse = bool(s.int("reverse", 0))
+    refuse_unsupported(s, "flatten", "extra")
+    if stride < 1:
+        raise s.error(f"must be >= 1, got {stride}", "stride")
+    if reverse:
+        if inp.c % (stride * stride):
+            raise s.error(f"reverse reorg needs channels ({inp.c}) divisible by stride^2", "stride")
+        out = Shape(inp.c // (stride * stride), inp.h * stride, inp.w * stride)
+    else:
+        if inp.h % stride or inp.w % stride or inp.c % (stride * stride):
+            raise s.error(f"reorg of {inp} by {stride} needs width, height and channels/stride^2 "
+                          "to divide evenly", "stride")
+        out = Shape(inp.c * stride * stride, inp.h // stride, inp.w // stride)
+    return LayerSpec("reorg", (ctx.prev_index,), out, lambda: Reorg(stride, reverse),
+                     label="reorg", detail=f"            / {stride}")

@@ -1,0 +1,156 @@
+"""Darknet(nn.Module): a cfg planned through the registry, then built and run generically."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from . import layers  # noqa: F401  (registers the builders)
+from .cfg import Section, parse_cfg
+from .errors import CfgError
+from .netcfg import NetConfig
+from .registry import BuildContext, LayerSpec, Shape, builder_for
+from .weights import Header, read_weights, write_weights
+
+DEFAULT_MAX_BYTES = 4 << 30  # parameters + one image's activations; DARKNET_PY_MAX_BYTES overrides
+
+
+@dataclass(frozen=True)
+class LayerFlags:
+    """Options Darknet reads in every section (``parse_network_cfg``)."""
+
+    stopbackward: int = 0
+    onlyforward: int = 0
+    dontsave: int = 0
+    dontload: int = 0
+    dontloadscales: int = 0
+    learning_rate_scale: float = 1.0
+    smooth: float = 0.0
+    truth: int = 0
+
+    @classmethod
+    def from_section(cls, s: Section) -> "LayerFlags":
+        if s.has("numload") and s.int("numload", 0):
+            raise s.error("is not supported by darknet_py", "numload")
+        s.ignore("numload")
+        return cls(stopbackward=s.int("stopbackward", 0), onlyforward=s.int("onlyforward", 0),
+                   dontsave=s.int("dontsave", 0), dontload=s.int("dontload", 0),
+                   dontloadscales=s.int("dontloadscales", 0),
+                   learning_rate_scale=s.float("learning_rate", 1.0), smooth=s.float("smooth", 0.0),
+                   truth=s.int("truth", 0))
+
+
+def plan_network(sections: list[Section], width=None, height=None):
+    """[net] and every layer's spec, with shapes inferred; nothing is allocated here."""
+    if not sections:
+        raise CfgError("no sections; a Darknet cfg starts with [net]")
+    net_section = sections[0]
+    net = NetConfig.from_section(net_section)
+    if width is not None or height is not None:
+        net = _resized(net, width, height)
+    net_section.check_unused()
+    input_shape = Shape(net.channels, net.height, net.width)
+    specs, flags, shapes = [], [], []
+    for index, s in enumerate(sections[1:]):
+        ctx = BuildContext(index=index, shapes=shapes, input_shape=input_shape, net=net)
+        spec = builder_for(s)(s, ctx)
+        flags.append(LayerFlags.from_section(s))
+        s.check_unused()
+        if min(spec.out.c, spec.out.h, spec.out.w) < 1:
+            raise s.error(f"output shape {spec.out} is empty")
+        spec.where = f"{s.file}:{s.line}"
+        specs.append(spec)
+        shapes.append(spec.out)
+    if not specs:
+        raise net_section.error("the cfg has no layers after [net]")
+    return net, specs, flags
+
+
+def _resized(net, width, height):
+    return replace(net, width=width or net.width, height=height or net.height)
+
+
+def check_budget(specs: list[LayerSpec], max_bytes: int, cfg_file) -> None:
+    params = sum(s.n_params for s in specs)
+    activations = sum(s.out.numel for s in specs)
+    need = 4 * (params + activations)
+    if need > max_bytes:
+        raise CfgError(f"needs {need / 2**20:.0f} MiB ({params} parameters, {activations} activation "
+                       f"values per image), over the budget of {max_bytes / 2**20:.0f} MiB "
+                       "(raise it with max_bytes= or DARKNET_PY_MAX_BYTES)", file=cfg_file)
+
+
+class Darknet(nn.Module):
+    """A network read from a Darknet cfg.
+
+    ``net(x)`` takes ``(batch, channels, height, width)`` and returns a list: one tensor per
+    [yolo]/[region]/[detection] head, or the last layer's output for a classifier. Outputs that no
+    later layer reads are freed as soon as their last reader has run.
+    """
+
+    def __init__(self, cfg, *, width=None, height=None, max_bytes=None):
+        super().__init__()
+        self.cfg_file = Path(cfg)
+        sections = parse_cfg(self.cfg_file)
+        self.net, self.specs, self.flags = plan_network(sections, width, height)
+        if max_bytes is None:
+            max_bytes = int(os.environ.get("DARKNET_PY_MAX_BYTES", DEFAULT_MAX_BYTES))
+        check_budget(self.specs, max_bytes, self.cfg_file)
+        self.layers = nn.ModuleList(spec.make() for spec in self.specs)
+        self.sources = [spec.sources for spec in self.specs]
+        self.heads = [i for i, spec in enumerate(self.specs) if spec.is_head]
+        last = max(i for i, spec in enumerate(self.specs) if spec.kind != "cost")
+        self.outputs = self.heads or [last]
+        self.header = Header()
+
+    @property
+    def seen(self) -> int:
+        return self.header.seen
+
+    @seen.setter
+    def seen(self, value: int):
+        self.header.seen = value
+
+    def describe(self, i: int) -> str:
+        spec = self.specs[i]
+        return f"[{spec.kind}] at {spec.where}"
+
+    def forward(self, x):
+        outs = self.run(x, self.outputs)
+        return [outs[i] for i in self.outputs]
+
+    def run(self, x, keep):
+        """Run every layer; return ``{index: output}`` for the indices in ``keep``."""
+        keep = set(keep)
+        last_use = {}
+        for i, src in enumerate(self.sources):
+            for j in src:
+                last_use[j] = i
+        cache, kept = {-1: x}, {}
+        for i, (layer, src) in enumerate(zip(self.layers, self.sources)):
+            y = layer(*(cache[j] for j in src))
+            for j in src:
+                if last_use[j] == i:
+                    cache.pop(j, None)
+            if i in keep:
+                kept[i] = y
+            if last_use.get(i, -1) > i:
+                cache[i] = y
+        return kept
+
+    def load_weights(self, path, cutoff=None) -> Header:
+        return read_weights(self, path, cutoff)
+
+    def save_weights(self, path, cutoff=None) -> None:
+        write_weights(self, path, cutoff)
+
+
+def load(cfg, weights=None, *, cutoff=None, width=None, height=None, max_bytes=None) -> Darknet:
+    """Build the network of a Darknet cfg and, if given, load a .weights file into it (eval mode)."""
+    net = Darknet(cfg, width=width, height=height, max_bytes=max_bytes)
+    if weights is not None:
+        net.load_weights(weights, cutoff)
+    return net.eval()

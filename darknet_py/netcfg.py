@@ -1,0 +1,96 @@
+"""The ``[net]`` section as a typed config, with Darknet's names and defaults (``parse_net_options``)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .cfg import Section
+
+POLICIES = ("constant", "step", "exp", "poly", "steps", "sigmoid", "random", "sgdr")
+
+
+@dataclass(frozen=True)
+class NetConfig:
+    width: int
+    height: int
+    channels: int
+    batch: int = 1
+    subdivisions: int = 1
+    time_steps: int = 1
+    learning_rate: float = 0.001
+    momentum: float = 0.9
+    decay: float = 0.0001
+    adam: bool = False
+    B1: float = 0.9
+    B2: float = 0.999
+    eps: float = 1e-7
+    max_crop: int = 0
+    min_crop: int = 0
+    max_ratio: float = 2.0
+    min_ratio: float = 1.0
+    center: int = 0
+    clip: float = 0.0
+    angle: float = 0.0
+    aspect: float = 1.0
+    saturation: float = 1.0
+    exposure: float = 1.0
+    hue: float = 0.0
+    random: int = 0
+    notruth: int = 0
+    policy: str = "constant"
+    burn_in: int = 0
+    power: float = 4.0
+    step: int = 1
+    scale: float = 1.0
+    steps: tuple[int, ...] = ()
+    scales: tuple[float, ...] = ()
+    gamma: float = 1.0
+    max_batches: int = 0
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_section(cls, s: Section) -> "NetConfig":
+        if s.kind not in ("net", "network"):
+            raise s.error("the first section must be [net] or [network]")
+        width, height, channels = s.int("width", 0), s.int("height", 0), s.int("channels", 0)
+        inputs = s.int("inputs", width * height * channels)
+        if min(width, height, channels) <= 0:
+            raise s.error(f"width, height and channels must be positive, got {width} x {height} x "
+                          f"{channels} (inputs={inputs}); networks without an image input are not supported")
+        kw = dict(
+            width=width, height=height, channels=channels,
+            batch=s.int("batch", 1), subdivisions=s.int("subdivisions", 1),
+            time_steps=s.int("time_steps", 1),
+            learning_rate=s.float("learning_rate", 0.001), momentum=s.float("momentum", 0.9),
+            decay=s.float("decay", 0.0001), adam=bool(s.int("adam", 0)),
+            max_crop=s.int("max_crop", width * 2), min_crop=s.int("min_crop", width),
+            center=s.int("center", 0), clip=s.float("clip", 0.0), angle=s.float("angle", 0.0),
+            aspect=s.float("aspect", 1.0), saturation=s.float("saturation", 1.0),
+            exposure=s.float("exposure", 1.0), hue=s.float("hue", 0.0), random=s.int("random", 0),
+            notruth=s.int("notruth", 0), burn_in=s.int("burn_in", 0), power=s.float("power", 4.0),
+            max_batches=s.int("max_batches", 0),
+        )
+        kw["max_ratio"] = s.float("max_ratio", kw["max_crop"] / width)
+        kw["min_ratio"] = s.float("min_ratio", kw["min_crop"] / width)
+        if kw["adam"]:
+            kw.update(B1=s.float("B1", 0.9), B2=s.float("B2", 0.999), eps=s.float("eps", 1e-7))
+        if kw["batch"] < 1 or kw["subdivisions"] < 1 or kw["batch"] % kw["subdivisions"]:
+            raise s.error(f"batch={kw['batch']} must be a positive multiple of subdivisions="
+                          f"{kw['subdivisions']}", "batch")
+        policy = s.str("policy", "constant")
+        if policy not in POLICIES:
+            raise s.error(f"unknown learning-rate policy '{policy}' (known: {', '.join(POLICIES)})", "policy")
+        kw["policy"] = policy
+        if policy == "step":
+            kw.update(step=s.int("step", 1), scale=s.float("scale", 1.0))
+        elif policy == "steps":
+            if not (s.has("steps") and s.has("scales")):
+                raise s.error("policy=steps needs both steps= and scales=", "policy")
+            steps, scales = s.ints("steps"), s.floats("scales")
+            if len(steps) != len(scales):
+                raise s.error(f"{len(steps)} steps but {len(scales)} scales", "scales")
+            kw.update(steps=tuple(steps), scales=tuple(scales))
+        elif policy in ("exp", "sigmoid"):
+            kw["gamma"] = s.float("gamma", 1.0)
+            if policy == "sigmoid":
+                kw["step"] = s.int("step", 1)
+        return cls(**kw)
