@@ -91,7 +91,7 @@ class Darknet(nn.Module):
     later layer reads are freed as soon as their last reader has run.
     """
 
-    def __init__(self, cfg, *, width=None, height=None, max_bytes=None):
+    def __init__(self, cfg, *, width=None, height=None, max_bytes=None, init=True):
         super().__init__()
         self.cfg_file = Path(cfg)
         sections = parse_cfg(self.cfg_file)
@@ -104,7 +104,16 @@ class Darknet(nn.Module):
         self.heads = [i for i, spec in enumerate(self.specs) if spec.is_head]
         last = max(i for i, spec in enumerate(self.specs) if spec.kind != "cost")
         self.outputs = self.heads or [last]
+        self.net_input_shape = Shape(self.net.channels, self.net.height, self.net.width)
         self.header = Header()
+        if init:
+            self.init_weights()
+
+    def init_weights(self) -> None:
+        """Darknet's random initialisation (skipped when a weights file overwrites it all)."""
+        for layer in self.layers:
+            if hasattr(layer, "reset_parameters"):
+                layer.reset_parameters()
 
     @property
     def seen(self) -> int:
@@ -150,7 +159,9 @@ class Darknet(nn.Module):
 
 def load(cfg, weights=None, *, cutoff=None, width=None, height=None, max_bytes=None) -> Darknet:
     """Build the network of a Darknet cfg and, if given, load a .weights file into it (eval mode)."""
-    net = Darknet(cfg, width=width, height=height, max_bytes=max_bytes)
+    net = Darknet(cfg, width=width, height=height, max_bytes=max_bytes, init=False)
+    if weights is None or cutoff is not None or any(f.dontload or f.dontloadscales for f in net.flags):
+        net.init_weights()  # some parameters will not come from the file
     if weights is not None:
         net.load_weights(weights, cutoff)
     return net.eval()

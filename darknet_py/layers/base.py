@@ -33,9 +33,9 @@ class BatchNormMixin:
     """
 
     def _init_bn(self, n: int):
-        self.scales = nn.Parameter(torch.ones(n))
-        self.register_buffer("rolling_mean", torch.zeros(n))
-        self.register_buffer("rolling_variance", torch.ones(n))
+        self.scales = nn.Parameter(torch.empty(n))
+        self.register_buffer("rolling_mean", torch.empty(n))
+        self.register_buffer("rolling_variance", torch.empty(n))
 
     def _normalize(self, x):
         view = (1, -1) + (1,) * (x.dim() - 2)

@@ -21,17 +21,31 @@ def out_size(section, key, size_in, kernel, stride, padding_total):
     return span // stride + 1
 
 
+@torch.no_grad()
+def _darknet_init(layer, fan_in):
+    if hasattr(layer, "weights"):
+        layer.weights.normal_(0.0, math.sqrt(2.0 / fan_in))
+    layer.biases.zero_()
+    if hasattr(layer, "scales"):
+        layer.scales.fill_(1.0)
+        layer.rolling_mean.zero_()
+        layer.rolling_variance.fill_(1.0)
+
+
 class Convolutional(BatchNormMixin, nn.Module):
     def __init__(self, c, n, size, stride, padding, groups, batch_normalize, activation):
         super().__init__()
         self.stride, self.padding, self.groups = stride, padding, groups
         self.batch_normalize = batch_normalize
-        fan_in = c // groups * size * size
-        self.weights = nn.Parameter(torch.randn(n, c // groups, size, size) * math.sqrt(2.0 / fan_in))
-        self.biases = nn.Parameter(torch.zeros(n))
+        self.weights = nn.Parameter(torch.empty(n, c // groups, size, size))
+        self.biases = nn.Parameter(torch.empty(n))
         if batch_normalize:
             self._init_bn(n)
         self.activation = Activation(activation)
+
+    def reset_parameters(self):
+        """Darknet's initialisation: weights ~ N(0, 2 / fan_in), zero biases, unit BN."""
+        _darknet_init(self, self.weights[0].numel())
 
     def forward(self, x):
         x = F.conv2d(x, self.weights, None, self.stride, self.padding, 1, self.groups)
@@ -75,11 +89,14 @@ class Connected(BatchNormMixin, nn.Module):
     def __init__(self, inputs, outputs, batch_normalize, activation):
         super().__init__()
         self.batch_normalize = batch_normalize
-        self.biases = nn.Parameter(torch.zeros(outputs))
-        self.weights = nn.Parameter(torch.randn(outputs, inputs) * math.sqrt(2.0 / inputs))
+        self.biases = nn.Parameter(torch.empty(outputs))
+        self.weights = nn.Parameter(torch.empty(outputs, inputs))
         if batch_normalize:
             self._init_bn(outputs)
         self.activation = Activation(activation)
+
+    def reset_parameters(self):
+        _darknet_init(self, self.weights.shape[1])
 
     def forward(self, x):
         x = F.linear(x.flatten(1), self.weights)
@@ -113,9 +130,12 @@ class Local(nn.Module):
         super().__init__()
         self.size, self.stride, self.pad, self.out = size, stride, pad, out
         locations, k = out.h * out.w, c * size * size
-        self.weights = nn.Parameter(torch.randn(locations, n, k) * math.sqrt(2.0 / k))
-        self.biases = nn.Parameter(torch.zeros(n, out.h, out.w))
+        self.weights = nn.Parameter(torch.empty(locations, n, k))
+        self.biases = nn.Parameter(torch.empty(n, out.h, out.w))
         self.activation = Activation(activation)
+
+    def reset_parameters(self):
+        _darknet_init(self, self.weights.shape[2])
 
     def forward(self, x):
         cols = F.unfold(x, self.size, padding=self.pad, stride=self.stride)  # (B, k, L)
@@ -156,7 +176,10 @@ class BatchNorm(BatchNormMixin, nn.Module):
     def __init__(self, c):
         super().__init__()
         self._init_bn(c)
-        self.biases = nn.Parameter(torch.zeros(c))
+        self.biases = nn.Parameter(torch.empty(c))
+
+    def reset_parameters(self):
+        _darknet_init(self, 1)
 
     def forward(self, x):
         return self._normalize(x) + self.biases.view(1, -1, 1, 1)
