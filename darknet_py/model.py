@@ -102,7 +102,8 @@ class Darknet(nn.Module):
         self.layers = nn.ModuleList(spec.make() for spec in self.specs)
         self.sources = [spec.sources for spec in self.specs]
         self.heads = [i for i, spec in enumerate(self.specs) if spec.is_head]
-        last = max(i for i, spec in enumerate(self.specs) if spec.kind != "cost")
+        # get_network_output: the last layer that is not a [cost] (layer 0 at the latest)
+        last = max((i for i, spec in enumerate(self.specs) if spec.kind != "cost"), default=0)
         self.outputs = self.heads or [last]
         self.net_input_shape = Shape(self.net.channels, self.net.height, self.net.width)
         self.header = Header()

@@ -64,13 +64,13 @@ class Header:
         return header
 
 
-def _layer_plan(net, cutoff, loading):
+def _layer_plan(net, cutoff, loading, path=None):
     """(layer index, blobs) of every layer a file holds, up to ``cutoff``, in file order."""
     n = len(net.layers)
     if cutoff is None:
         cutoff = n
     if not 0 <= cutoff <= n:
-        raise WeightsError(f"cutoff={cutoff} is outside 0..{n} (the cfg has {n} layers)")
+        raise WeightsError(f"cutoff={cutoff} is outside 0..{n} (the cfg has {n} layers)", file=path)
     plan = []
     for i in range(cutoff):
         layer = net.layers[i]
@@ -98,7 +98,7 @@ def read_weights(net, path, cutoff=None):
     with f:
         file_size = os.fstat(f.fileno()).st_size
         header = Header.read(f, path, file_size)
-        plan, cutoff = _layer_plan(net, cutoff, loading=True)
+        plan, cutoff = _layer_plan(net, cutoff, loading=True, path=path)
         body = file_size - header.size
         expected = header.size + 4 * sum(b.tensor.numel() for _, blobs in plan for b in blobs)
         what = f"layers 0..{cutoff - 1} of {net.cfg_file}" if cutoff < len(net.layers) else str(net.cfg_file)
@@ -118,6 +118,11 @@ def read_weights(net, path, cutoff=None):
 
 
 def _raise_size_error(net, path, plan, header, file_size, expected, what):
+    boundaries = _boundaries(net, header)
+    hint = ""
+    if file_size in boundaries:
+        hint = (f" The file ends exactly after layer {boundaries[file_size] - 1}: if it is a partial "
+                f"file like darknet53.conv.74, load it with cutoff={boundaries[file_size]}.")
     position = header.size
     for i, blobs in plan:
         need = 4 * sum(b.tensor.numel() for b in blobs)
@@ -125,13 +130,8 @@ def _raise_size_error(net, path, plan, header, file_size, expected, what):
             raise WeightsError(
                 f"file ends inside layer {i} ({net.describe(i)}): it needs {need} bytes at byte offset "
                 f"{position}, only {file_size - position} remain; {what} needs {expected} bytes "
-                f"in all, the file has {file_size}", file=path)
+                f"in all, the file has {file_size}.{hint}", file=path)
         position += need
-    hint = ""
-    boundaries = _boundaries(net, header)
-    if file_size in boundaries:
-        hint = (f" It ends exactly after layer {boundaries[file_size] - 1}: if it is a partial file "
-                f"like darknet53.conv.74, load it with cutoff={boundaries[file_size]}.")
     raise WeightsError(
         f"{file_size - expected} bytes left over after the last layer: {what} needs exactly "
         f"{expected} bytes, the file has {file_size} (a different cfg?).{hint}", file=path)
@@ -151,7 +151,7 @@ def write_weights(net, path, cutoff=None, header=None):
     """Write atomically: a temporary file in the same folder, fsync'd, then renamed over ``path``."""
     path = Path(path)
     header = header or net.header
-    plan, _ = _layer_plan(net, cutoff, loading=False)
+    plan, _ = _layer_plan(net, cutoff, loading=False, path=path)
     head = header.pack()
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
     try:
