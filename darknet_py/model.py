@@ -117,6 +117,11 @@ class Darknet(nn.Module):
                 layer.reset_parameters()
 
     @property
+    def input_size(self) -> tuple[int, int]:
+        """(width, height) images are letterboxed to, from [net] or the load-time override."""
+        return self.net.width, self.net.height
+
+    @property
     def seen(self) -> int:
         return self.header.seen
 

@@ -1,0 +1,75 @@
+"""``detect``: image(s) -> Darknet's detections (``get_network_boxes`` + ``do_nms_sort``)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .image import letterbox, load_image
+from .layers.heads import Detection, Region, Yolo
+from .postprocess import (Detections, correct_boxes, decode_detection, decode_region, decode_yolo,
+                          nms_sort)
+
+
+def _as_image(item):
+    if isinstance(item, (str, Path)):
+        return load_image(item)
+    if isinstance(item, torch.Tensor):
+        item = item.detach().cpu().numpy()
+    image = np.asarray(item, dtype=np.float32)
+    if image.ndim != 3 or image.shape[0] != 3:
+        raise ValueError(f"expected a (3, h, w) float image in [0, 1] as load_image gives, got {image.shape}")
+    return image
+
+
+def network_boxes(net, outputs, b, im_w, im_h, thresh):
+    """All heads' boxes of image ``b`` in Darknet's list order, boxes relative to the image."""
+    parts = []
+    net_w, net_h = net.input_size
+    for index, out in zip(net.outputs, outputs):
+        layer, o = net.layers[index], out[b].detach().float().cpu().numpy()
+        if isinstance(layer, Yolo):
+            boxes, obj, probs = decode_yolo(o, layer.anchors, layer.mask, net_w, net_h, thresh)
+            boxes = correct_boxes(boxes, im_w, im_h, net_w, net_h)
+        elif isinstance(layer, Region):
+            boxes, obj, probs = decode_region(o, layer.anchors, layer.coords, layer.background, thresh)
+            boxes = correct_boxes(boxes, im_w, im_h, net_w, net_h)
+        elif isinstance(layer, Detection):
+            boxes, obj, probs = decode_detection(o, layer.side, layer.n, layer.classes, layer.coords,
+                                                 layer.sqrt, thresh)
+        else:
+            raise ValueError(f"layer {index} ({net.describe(index)}) is not a detection head")
+        parts.append((boxes, obj, probs))
+    if not parts:
+        raise ValueError(f"{net.cfg_file} has no [yolo], [region] or [detection] layer")
+    return Detections(*(np.concatenate(arrays) for arrays in zip(*parts)))
+
+
+def detect(net, images, thresh=0.25, hier_thresh=0.5, nms=0.45, batch_size=8):
+    """Detections of one image (a path or a (3, h, w) array) or of a list of them (batched).
+
+    Matches Darknet's ``get_network_boxes(net, w, h, thresh, hier_thresh, 0, relative=1)``
+    then ``do_nms_sort(dets, n, classes, nms)``. ``hier_thresh`` only matters for YOLO9000
+    trees, which are refused at load time; it is accepted for Darknet's signature.
+    """
+    single = not isinstance(images, (list, tuple))
+    items = [images] if single else list(images)
+    net_w, net_h = net.input_size
+    param = next(net.parameters(), torch.empty(0))
+    results = []
+    for start in range(0, len(items), batch_size):
+        chunk = [_as_image(item) for item in items[start:start + batch_size]]
+        x = torch.from_numpy(np.stack([letterbox(im, net_w, net_h) for im in chunk]))
+        with torch.inference_mode():
+            outputs = net(x.to(param.device))
+        sizes = [(im.shape[2], im.shape[1]) for im in chunk]
+        results.extend(detections_from_outputs(net, outputs, sizes, thresh, nms))
+    return results[0] if single else results
+
+
+def detections_from_outputs(net, outputs, image_sizes, thresh=0.25, nms=0.45):
+    """Darknet's detections from head outputs (as ``net(x)`` returns them) for images of the
+    given (width, height), one :class:`Detections` per image."""
+    return [nms_sort(network_boxes(net, outputs, b, w, h, thresh), nms)
+            for b, (w, h) in enumerate(image_sizes)]

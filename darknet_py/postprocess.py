@@ -1,0 +1,182 @@
+"""Darknet's box decoding, letterbox correction and ``do_nms_sort``, on numpy float32.
+
+Orders matter as much as values: [yolo] boxes are listed cell by cell (anchors inside),
+[region] and [detection] boxes anchor-major as Darknet indexes them, layers in cfg order; NMS
+sorts by each class in turn with a stable sort (glibc's qsort is a merge sort here), so the
+final list is in the same order as Darknet's.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .image import letterbox_geometry
+
+F32 = np.float32
+
+
+@dataclass
+class Detections:
+    """Boxes of one image in Darknet's order: ``boxes`` (N, 4) centre x, y, w, h relative to the
+    original image; ``objectness`` (N,); ``probs`` (N, classes), 0 where below the threshold or
+    suppressed by NMS."""
+
+    boxes: np.ndarray
+    objectness: np.ndarray
+    probs: np.ndarray
+
+    def __len__(self):
+        return len(self.boxes)
+
+    def rows(self, thresh: float) -> np.ndarray:
+        """``[i, x, y, w, h, objectness, class, prob]`` for each (box, class) with prob > thresh,
+        in the order Darknet prints them."""
+        i, j = np.nonzero(self.probs > thresh)
+        return np.column_stack([i, self.boxes[i], self.objectness[i], j, self.probs[i, j]]).astype(F32)
+
+
+def _probs(scale, classes, thresh):
+    prob = (scale[:, None] * classes).astype(F32)
+    return np.where(prob > F32(thresh), prob, F32(0))
+
+
+def decode_yolo(out, anchors, mask, net_w, net_h, thresh):
+    """``get_yolo_detections`` for one image; ``out`` is (anchors, 5 + classes, h, w), activated."""
+    a, _, h, w = out.shape
+    cells = out.reshape(a, -1, h * w).transpose(2, 0, 1)  # (cell, anchor, entry)
+    obj = cells[:, :, 4]
+    cell, n = np.nonzero(obj > F32(thresh))
+    pred = cells[cell, n]
+    col, row = (cell % w).astype(F32), (cell // w).astype(F32)
+    aw = np.array([anchors[m][0] for m in mask], np.float64)[n]
+    ah = np.array([anchors[m][1] for m in mask], np.float64)[n]
+    boxes = np.stack([(col + pred[:, 0]) / F32(w), (row + pred[:, 1]) / F32(h),
+                      (np.exp(pred[:, 2].astype(np.float64)) * aw / net_w).astype(F32),
+                      (np.exp(pred[:, 3].astype(np.float64)) * ah / net_h).astype(F32)], 1).astype(F32)
+    objectness = pred[:, 4].astype(F32)
+    return boxes, objectness, _probs(objectness, pred[:, 5:], thresh)
+
+
+def decode_region(out, anchors, coords, background, thresh):
+    """``get_region_detections``: every box is listed, objectness 0 below ``thresh``."""
+    a, _, h, w = out.shape
+    pred = out.reshape(a, -1, h * w).transpose(0, 2, 1).reshape(a * h * w, -1)  # anchor-major
+    n, cell = np.divmod(np.arange(a * h * w), h * w)
+    col, row = (cell % w).astype(F32), (cell // w).astype(F32)
+    aw = np.array([anc[0] for anc in anchors], np.float64)[n]
+    ah = np.array([anc[1] for anc in anchors], np.float64)[n]
+    boxes = np.stack([(col + pred[:, 0]) / F32(w), (row + pred[:, 1]) / F32(h),
+                      (np.exp(pred[:, 2].astype(np.float64)) * aw / w).astype(F32),
+                      (np.exp(pred[:, 3].astype(np.float64)) * ah / h).astype(F32)], 1).astype(F32)
+    scale = np.ones(len(pred), F32) if background else pred[:, coords].astype(F32)
+    objectness = np.where(scale > F32(thresh), scale, F32(0))
+    probs = _probs(scale, pred[:, coords + 1:], thresh)
+    probs[objectness == 0] = 0
+    return boxes, objectness, probs
+
+
+def decode_detection(out, side, n, classes, coords, sqrt, thresh):
+    """``get_detection_detections`` (YOLOv1) with w = h = 1, i.e. relative boxes."""
+    cells = side * side
+    cls = out[:cells * classes].reshape(cells, classes)
+    scale = out[cells * classes:cells * (classes + n)].astype(F32)           # index i*n + k
+    raw = out[cells * (classes + n):cells * (classes + n + n * coords)].reshape(cells * n, coords)
+    i = np.arange(cells * n) // n
+    col, row = (i % side).astype(F32), (i // side).astype(F32)
+    power = 2 if sqrt else 1
+    boxes = np.stack([(raw[:, 0] + col) / F32(side), (raw[:, 1] + row) / F32(side),
+                      raw[:, 2] ** power, raw[:, 3] ** power], 1).astype(F32)
+    return boxes, scale, _probs(scale, cls[i], thresh)
+
+
+def correct_boxes(boxes, im_w, im_h, net_w, net_h):
+    """``correct_yolo_boxes``/``correct_region_boxes`` with relative=1: undo the letterbox."""
+    new_w, new_h, _, _ = letterbox_geometry(im_w, im_h, net_w, net_h)
+    b = boxes.astype(np.float64)
+    out = np.empty_like(boxes)
+    out[:, 0] = (b[:, 0] - (net_w - new_w) / 2.0 / net_w) / float(F32(new_w) / F32(net_w))
+    out[:, 1] = (b[:, 1] - (net_h - new_h) / 2.0 / net_h) / float(F32(new_h) / F32(net_h))
+    out[:, 2] = boxes[:, 2] * (F32(net_w) / F32(new_w))
+    out[:, 3] = boxes[:, 3] * (F32(net_h) / F32(new_h))
+    return out
+
+
+def box_iou(a, boxes):
+    """``box_iou`` of box ``a`` with each of ``boxes``, in float32 as Darknet computes it."""
+    def overlap(c1, w1, c2, w2):
+        left = np.maximum(c1 - w1 / F32(2), c2 - w2 / F32(2))
+        right = np.minimum(c1 + w1 / F32(2), c2 + w2 / F32(2))
+        return right - left
+
+    ow = overlap(a[0], a[2], boxes[:, 0], boxes[:, 2])
+    oh = overlap(a[1], a[3], boxes[:, 1], boxes[:, 3])
+    inter = np.where((ow < 0) | (oh < 0), F32(0), ow * oh)
+    union = a[2] * a[3] + boxes[:, 2] * boxes[:, 3] - inter
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return inter / union
+
+
+def overlapping_pairs(boxes, nms, block=512):
+    """Index pairs (i < j) of boxes whose IoU exceeds ``nms``, computed in row blocks."""
+    firsts, seconds = [], []
+    for start in range(0, len(boxes), block):
+        rows = boxes[start:start + block]
+        hit = np.stack([box_iou(r, boxes) for r in rows]) > F32(nms)
+        i, j = np.nonzero(hit)
+        i += start
+        keep = i < j
+        firsts.append(i[keep])
+        seconds.append(j[keep])
+    empty = np.zeros(0, np.int64)
+    return np.concatenate(firsts or [empty]), np.concatenate(seconds or [empty])
+
+
+def suppressed(earlier, later, n):
+    """Greedy NMS on a conflict graph: a box is kept unless an earlier *kept* box overlaps it.
+
+    Resolved in rounds: boxes whose earlier neighbours are all decided become kept or
+    suppressed, exactly as Darknet's sequential loop decides them.
+    """
+    state = np.zeros(n, np.int8)  # 0 undecided, 1 kept, 2 suppressed
+    while len(later):
+        killed = np.zeros(n, bool)
+        np.logical_or.at(killed, later, state[earlier] == 1)
+        waiting = np.zeros(n, bool)
+        np.logical_or.at(waiting, later, state[earlier] == 0)
+        state[(state == 0) & killed] = 2
+        state[(state == 0) & ~waiting & ~killed] = 1
+        undecided = state[later] == 0
+        earlier, later = earlier[undecided], later[undecided]
+    return state == 2
+
+
+def nms_sort(det: Detections, nms: float) -> Detections:
+    """``do_nms_sort``: boxes with objectness 0 are swapped to the end, then for each class the
+    rest are sorted by that class's probability and later overlapping boxes lose it. Darknet
+    skips all of it (no reordering either) when nms is 0."""
+    if nms <= 0:
+        return det
+    boxes, objectness, probs = det.boxes, det.objectness, det.probs.copy()
+    order = np.arange(len(boxes))
+    k, i = len(order) - 1, 0
+    while i <= k:  # Darknet's in-place swap loop, which reorders what it passes over
+        if objectness[order[i]] == 0:
+            order[i], order[k] = order[k], order[i]
+            k -= 1
+        else:
+            i += 1
+    live, rest = order[:k + 1], order[k + 1:]
+    first, second = overlapping_pairs(boxes[live], nms)
+    first, second = live[first], live[second]
+    rank = np.empty(len(boxes), np.int64)
+    for cls in range(probs.shape[1]):
+        live = live[np.argsort(-probs[live, cls], kind="stable")]
+        rank[live] = np.arange(len(live))
+        p = probs[:, cls]
+        both = (p[first] != 0) & (p[second] != 0)
+        a, b = first[both], second[both]
+        earlier, later = np.where(rank[a] < rank[b], a, b), np.where(rank[a] < rank[b], b, a)
+        probs[suppressed(earlier, later, len(boxes)), cls] = 0
+    order = np.concatenate([live, rest])
+    return Detections(boxes[order], objectness[order], probs[order])
