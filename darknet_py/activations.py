@@ -46,6 +46,15 @@ ACTIVATIONS = {
 }
 
 
+_INPLACE = {
+    "linear": lambda x: x,
+    "leaky": lambda x: F.leaky_relu_(x, 0.1),
+    "relu": F.relu_,
+    "logistic": torch.sigmoid_,
+    "tanh": torch.tanh_,
+}
+
+
 class Activation(nn.Module):
     """Applies a Darknet activation chosen by name; ``linear`` costs nothing."""
 
@@ -56,6 +65,11 @@ class Activation(nn.Module):
 
     def forward(self, x):
         return self.fn(x)
+
+    def inplace(self, x):
+        """The same values, overwriting ``x`` where the function allows (inference only)."""
+        fn = _INPLACE.get(self.name)
+        return fn(x) if fn else self.fn(x)
 
     def extra_repr(self):
         return self.name

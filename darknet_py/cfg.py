@@ -108,9 +108,10 @@ class Section:
                 )
 
 
-def parse_cfg_text(text: str, file: str = "<cfg>") -> list[Section]:
-    """Split cfg text into sections; every option keeps its line number."""
-    sections: list[Section] = []
+def parse_cfg_text(text: str, file: str = "<cfg>", implicit: str | None = None) -> list[Section]:
+    """Split cfg text into sections; every option keeps its line number. ``implicit`` names a
+    section that options before any header belong to (for .data files)."""
+    sections: list[Section] = [Section(implicit, file, 0)] if implicit else []
     for number, raw in enumerate(text.split("\n"), start=1):
         line = raw.replace(" ", "").replace("\t", "").replace("\r", "")
         if not line or line[0] in "#;":
@@ -158,3 +159,17 @@ def parse_cfg(path) -> list[Section]:
     if not sections:
         raise CfgError("no sections; a Darknet cfg starts with [net]", file=str(path))
     return sections
+
+
+def read_data_file(path) -> dict[str, str]:
+    """A Darknet ``.data`` file (``classes=80``, ``names=data/coco.names``, ...) as a dict;
+    the same line rules as a cfg, without sections."""
+    path = Path(path)
+    try:
+        text = read_text(path)
+    except OSError as e:
+        raise CfgError(f"cannot read: {e.strerror}", file=str(path)) from None
+    sections = parse_cfg_text(text, str(path), implicit="data")
+    if len(sections) != 1:
+        raise CfgError("a .data file has no [sections]", file=str(path), line=sections[1].line)
+    return {key: opt.value for key, opt in sections[0].options.items()}

@@ -15,7 +15,8 @@ from .netcfg import NetConfig
 from .registry import BuildContext, LayerSpec, Shape, builder_for
 from .weights import Header, read_weights, write_weights
 
-DEFAULT_MAX_BYTES = 4 << 30  # parameters + one image's activations; DARKNET_PY_MAX_BYTES overrides
+DEFAULT_MAX_BYTES = 4 << 30
+PRECISIONS = ("exact", "fast")  # parameters + one image's activations; DARKNET_PY_MAX_BYTES overrides
 
 
 @dataclass(frozen=True)
@@ -133,9 +134,39 @@ class Darknet(nn.Module):
         spec = self.specs[i]
         return f"[{spec.kind}] at {spec.where}"
 
+    precision = "exact"
+
+    def set_precision(self, precision: str) -> "Darknet":
+        """``exact``: float32 with Darknet's batch-norm arithmetic. ``fast``: batch norm folded
+        into the convolutions, channels-last, bfloat16 on CPUs with AVX-512-BF16/AMX, float16 on
+        CUDA (float32 elsewhere). Saving still writes the original parameters. Call again after
+        changing weights or device."""
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        self.precision = precision
+        self.fast_dtype = self._fast_dtype() if precision == "fast" else None
+        for layer in self.layers:
+            if hasattr(layer, "fold_batch_norm"):
+                if precision == "fast":
+                    layer.fold_batch_norm(self.fast_dtype)
+                else:
+                    layer.folded = None
+        return self
+
+    def _fast_dtype(self):
+        device = next(self.parameters(), torch.empty(0)).device
+        if device.type == "cuda":
+            return torch.float16
+        if device.type == "cpu" and torch.backends.mkldnn.is_available() \
+                and torch.ops.mkldnn._is_mkldnn_bf16_supported():
+            return torch.bfloat16
+        return torch.float32
+
     def forward(self, x):
+        if self.precision == "fast" and not torch.is_grad_enabled():
+            x = x.to(self.fast_dtype).contiguous(memory_format=torch.channels_last)
         outs = self.run(x, self.outputs)
-        return [outs[i] for i in self.outputs]
+        return [outs[i].float().contiguous() for i in self.outputs]
 
     def run(self, x, keep):
         """Run every layer; return ``{index: output}`` for the indices in ``keep``."""
@@ -163,11 +194,17 @@ class Darknet(nn.Module):
         write_weights(self, path, cutoff)
 
 
-def load(cfg, weights=None, *, cutoff=None, width=None, height=None, max_bytes=None) -> Darknet:
-    """Build the network of a Darknet cfg and, if given, load a .weights file into it (eval mode)."""
+def load(cfg, weights=None, *, cutoff=None, width=None, height=None, max_bytes=None,
+         precision="exact", device=None) -> Darknet:
+    """Build the network of a Darknet cfg and, if given, load a .weights file into it.
+
+    Returns it in eval mode on ``device`` (default: CUDA when present, else the CPU).
+    """
     net = Darknet(cfg, width=width, height=height, max_bytes=max_bytes, init=False)
     if weights is None or cutoff is not None or any(f.dontload or f.dontloadscales for f in net.flags):
         net.init_weights()  # some parameters will not come from the file
     if weights is not None:
         net.load_weights(weights, cutoff)
-    return net.eval()
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return net.to(device).eval().set_precision(precision)

@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 # pjreddie's CPU normalize_cpu: (x - mean) / (sqrt(var) + .000001f). The oracle was built with it.
@@ -37,19 +38,22 @@ class BatchNormMixin:
         self.register_buffer("rolling_mean", torch.empty(n))
         self.register_buffer("rolling_variance", torch.empty(n))
 
-    def _normalize(self, x):
+    def _batch_norm(self, x, biases):
+        """``scales * (x - mean) / (sqrt(var) + 1e-6) + biases``, per channel (dim 1)."""
+        if not self.training:
+            # One fused pass: F.batch_norm with eps=0 and var' = (sqrt(var) + 1e-6)^2 divides
+            # by Darknet's denominator (to float rounding).
+            denominator = (self.rolling_variance.sqrt() + BN_EPS).square()
+            return F.batch_norm(x, self.rolling_mean, denominator, self.scales, biases, False, 0.0, 0.0)
         view = (1, -1) + (1,) * (x.dim() - 2)
         dims = (0,) + tuple(range(2, x.dim()))
-        if self.training:
-            mean = x.mean(dims)
-            var = x.var(dims, unbiased=True)
-            with torch.no_grad():
-                self.rolling_mean.mul_(0.99).add_(0.01 * mean)
-                self.rolling_variance.mul_(0.99).add_(0.01 * var)
-        else:
-            mean, var = self.rolling_mean, self.rolling_variance
+        mean = x.mean(dims)
+        var = x.var(dims, unbiased=True)
+        with torch.no_grad():
+            self.rolling_mean.mul_(0.99).add_(0.01 * mean)
+            self.rolling_variance.mul_(0.99).add_(0.01 * var)
         x = (x - mean.view(view)) / (var.sqrt() + BN_EPS).view(view)
-        return x * self.scales.view(view)
+        return x * self.scales.view(view) + biases.view(view)
 
     def _bn_blobs(self) -> list[Blob]:
         return [Blob("scales", self.scales, bn_scale=True),

@@ -9,7 +9,7 @@ from torch import nn
 
 from ..activations import Activation, read_activation
 from ..registry import LayerSpec, Shape, register
-from .base import BatchNormMixin, Blob, positive, refuse_unsupported
+from .base import BN_EPS, BatchNormMixin, Blob, positive, refuse_unsupported
 
 
 def out_size(section, key, size_in, kernel, stride, padding_total):
@@ -47,11 +47,27 @@ class Convolutional(BatchNormMixin, nn.Module):
         """Darknet's initialisation: weights ~ N(0, 2 / fan_in), zero biases, unit BN."""
         _darknet_init(self, self.weights[0].numel())
 
-    def forward(self, x):
-        x = F.conv2d(x, self.weights, None, self.stride, self.padding, 1, self.groups)
+    @torch.no_grad()
+    def fold_batch_norm(self, dtype):
+        """Fast inference: batch norm folded into weights of ``dtype``, channels-last (kept
+        apart from the parameters, which ``blobs`` and saving still use)."""
+        w, b = self.weights, self.biases
         if self.batch_normalize:
-            x = self._normalize(x)
-        return self.activation(x + self.biases.view(1, -1, 1, 1))
+            factor = self.scales / (self.rolling_variance.sqrt() + BN_EPS)
+            w, b = w * factor.view(-1, 1, 1, 1), b - self.rolling_mean * factor
+        self.folded = (w.to(dtype).contiguous(memory_format=torch.channels_last), b.to(dtype))
+
+    folded = None
+
+    def forward(self, x):
+        if self.folded is not None and not torch.is_grad_enabled():
+            x = F.conv2d(x, *self.folded, self.stride, self.padding, 1, self.groups)
+        elif self.batch_normalize:
+            x = self._batch_norm(F.conv2d(x, self.weights, None, self.stride, self.padding, 1, self.groups),
+                                 self.biases)
+        else:
+            x = F.conv2d(x, self.weights, self.biases, self.stride, self.padding, 1, self.groups)
+        return self.activation(x) if torch.is_grad_enabled() else self.activation.inplace(x)
 
     def blobs(self):
         bn = self._bn_blobs() if self.batch_normalize else []
@@ -99,11 +115,11 @@ class Connected(BatchNormMixin, nn.Module):
         _darknet_init(self, self.weights.shape[1])
 
     def forward(self, x):
-        x = F.linear(x.flatten(1), self.weights)
         if self.batch_normalize:
-            x = self._normalize(x)
-        x = self.activation(x + self.biases)
-        return x.view(x.shape[0], -1, 1, 1)
+            x = self._batch_norm(F.linear(x.flatten(1), self.weights), self.biases)
+        else:
+            x = F.linear(x.flatten(1), self.weights, self.biases)
+        return self.activation(x).view(x.shape[0], -1, 1, 1)
 
     def blobs(self):
         bn = self._bn_blobs() if self.batch_normalize else []
@@ -182,7 +198,7 @@ class BatchNorm(BatchNormMixin, nn.Module):
         _darknet_init(self, 1)
 
     def forward(self, x):
-        return self._normalize(x) + self.biases.view(1, -1, 1, 1)
+        return self._batch_norm(x, self.biases)
 
     def blobs(self):
         return self._bn_blobs()

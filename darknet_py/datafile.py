@@ -1,0 +1,58 @@
+"""Darknet's ``.data`` files and ``.names`` lists."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .cfg import read_data_file
+from .errors import CfgError
+
+
+def resolve(value: str, data_file: Path) -> Path:
+    """Darknet opens paths relative to the working directory; we also try the .data file's
+    folder and its parent (cfg/coco.data names data/coco.names from the repository root)."""
+    path = Path(value)
+    for candidate in (path, data_file.parent / path, data_file.parent.parent / path):
+        if candidate.exists():
+            return candidate
+    return path
+
+
+def load_names(path) -> list[str]:
+    """``get_labels``: one name per line, trailing whitespace removed."""
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise CfgError(f"cannot read the names file: {e}", file=str(path)) from None
+    names = [line.rstrip() for line in lines]
+    while names and not names[-1]:
+        names.pop()
+    if not names:
+        raise CfgError("the names file is empty", file=str(path))
+    return names
+
+
+@dataclass
+class DataConfig:
+    path: Path
+    classes: int
+    names: list[str]
+    train: str | None = None
+    valid: str | None = None
+    backup: str = "backup"
+    eval: str | None = None
+
+    @classmethod
+    def from_file(cls, path) -> "DataConfig":
+        path = Path(path)
+        options = read_data_file(path)
+        classes = options.get("classes", "20")
+        if not classes.isdigit() or int(classes) < 1:
+            raise CfgError(f"classes must be a positive integer, got '{classes}'", file=str(path))
+        names_file = resolve(options.get("names", "data/names.list"), path)
+        names = load_names(names_file)
+        if len(names) < int(classes):
+            raise CfgError(f"{names_file} lists {len(names)} names, classes={classes}", file=str(path))
+        return cls(path, int(classes), names, options.get("train"), options.get("valid"),
+                   options.get("backup", "backup"), options.get("eval"))

@@ -1,0 +1,76 @@
+"""Annotated pictures as Darknet's ``draw_detections`` makes them, and COCO result records."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+# Darknet's get_color palette, indexed as it does: offset = class * 123457 % classes.
+_COLORS = np.array([[1, 0, 1], [0, 0, 1], [0, 1, 1], [0, 1, 0], [1, 1, 0], [1, 0, 0]], np.float32)
+
+# validate_detector's map from the 80 COCO classes to COCO's category ids.
+COCO_IDS = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 27,
+            28, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40, 41, 42, 43, 44, 46, 47, 48, 49, 50, 51, 52, 53,
+            54, 55, 56, 57, 58, 59, 60, 61, 62, 63, 64, 65, 67, 70, 72, 73, 74, 75, 76, 77, 78, 79, 80,
+            81, 82, 84, 85, 86, 87, 88, 89, 90]
+
+
+def get_color(c: int, x: int, max_value: int) -> float:
+    ratio = x / max_value * 5
+    i, j = int(np.floor(ratio)), int(np.ceil(ratio))
+    ratio -= i
+    return float((1 - ratio) * _COLORS[i][c] + ratio * _COLORS[j % 6][c])
+
+
+def labels(det, thresh, names):
+    """Per box: (index, [(class, prob), ...]) for classes above thresh, Darknet's order."""
+    out = []
+    for i in range(len(det)):
+        hits = [(j, float(det.probs[i, j])) for j in np.flatnonzero(det.probs[i] > thresh)]
+        if hits:
+            out.append((i, hits))
+    return out
+
+
+def pixel_box(box, w, h):
+    """Darknet's integer corners, clamped to the image."""
+    x, y, bw, bh = (float(v) for v in box)
+    left, right = int((x - bw / 2) * w), int((x + bw / 2) * w)
+    top, bot = int((y - bh / 2) * h), int((y + bh / 2) * h)
+    return max(left, 0), max(top, 0), min(right, w - 1), min(bot, h - 1)
+
+
+def draw_detections(bgr: np.ndarray, det, thresh: float, names: list[str]) -> np.ndarray:
+    """Boxes and "name, name" labels on a copy of a BGR uint8 image."""
+    out = bgr.copy()
+    h, w = out.shape[:2]
+    classes = det.probs.shape[1]
+    thickness = max(1, int(h * 0.006))
+    for i, hits in labels(det, thresh, names):
+        first = hits[0][0]
+        offset = first * 123457 % classes
+        rgb = [get_color(c, offset, classes) for c in (2, 1, 0)]
+        colour = tuple(int(255 * v) for v in (rgb[2], rgb[1], rgb[0]))
+        left, top, right, bot = pixel_box(det.boxes[i], w, h)
+        cv2.rectangle(out, (left, top), (right, bot), colour, thickness)
+        text = ", ".join(names[j] if j < len(names) else str(j) for j, _ in hits)
+        scale = max(0.4, h / 1000)
+        (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+        y0 = max(top - th - base, 0)
+        cv2.rectangle(out, (left, y0), (left + tw, y0 + th + base), colour, -1)
+        cv2.putText(out, text, (left, y0 + th), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 1, cv2.LINE_AA)
+    return out
+
+
+def coco_records(det, image_id: int, w: int, h: int, coco: bool, thresh: float = 0.0):
+    """COCO results entries as ``validate_detector`` writes them: corners clamped to the image,
+    bbox [x, y, width, height] in pixels, one entry per class with a non-zero probability."""
+    records = []
+    for i in range(len(det)):
+        x, y, bw, bh = (float(v) for v in det.boxes[i])
+        xmin, xmax = max((x - bw / 2) * w, 0.0), min((x + bw / 2) * w, float(w))
+        ymin, ymax = max((y - bh / 2) * h, 0.0), min((y + bh / 2) * h, float(h))
+        for j in np.flatnonzero(det.probs[i] > thresh):
+            records.append({"image_id": image_id, "category_id": COCO_IDS[j] if coco else int(j),
+                            "bbox": [round(xmin, 4), round(ymin, 4), round(xmax - xmin, 4), round(ymax - ymin, 4)],
+                            "score": round(float(det.probs[i, j]), 6)})
+    return records
