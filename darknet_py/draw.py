@@ -63,12 +63,17 @@ def draw_detections(bgr: np.ndarray, det, thresh: float, names: list[str]) -> np
 
 def coco_records(det, image_id: int, w: int, h: int, coco: bool, thresh: float = 0.0):
     """COCO results entries as ``validate_detector`` writes them: corners clamped to the image,
-    bbox [x, y, width, height] in pixels, one entry per class with a non-zero probability."""
+    bbox [x, y, width, height] in pixels, one entry per class above ``thresh``. Darknet clamps
+    only one side of each corner, which gives negative sizes to boxes wholly outside the image;
+    we clamp both (such a box gets size 0)."""
+    def clamp(v, hi):
+        return min(max(v, 0.0), float(hi))
+
     records = []
     for i in range(len(det)):
         x, y, bw, bh = (float(v) for v in det.boxes[i])
-        xmin, xmax = max((x - bw / 2) * w, 0.0), min((x + bw / 2) * w, float(w))
-        ymin, ymax = max((y - bh / 2) * h, 0.0), min((y + bh / 2) * h, float(h))
+        xmin, xmax = clamp((x - bw / 2) * w, w), clamp((x + bw / 2) * w, w)
+        ymin, ymax = clamp((y - bh / 2) * h, h), clamp((y + bh / 2) * h, h)
         for j in np.flatnonzero(det.probs[i] > thresh):
             records.append({"image_id": image_id, "category_id": COCO_IDS[j] if coco else int(j),
                             "bbox": [round(xmin, 4), round(ymin, 4), round(xmax - xmin, 4), round(ymax - ymin, 4)],
