@@ -188,7 +188,9 @@ class Darknet(nn.Module):
         return kept
 
     def load_weights(self, path, cutoff=None) -> Header:
-        return read_weights(self, path, cutoff)
+        header = read_weights(self, path, cutoff)
+        self.set_precision(self.precision)  # refresh folded fast-mode weights
+        return header
 
     def save_weights(self, path, cutoff=None) -> None:
         write_weights(self, path, cutoff)

@@ -111,7 +111,12 @@ def read_weights(net, path, cutoff=None):
             for blob in blobs:
                 n = blob.tensor.numel()
                 data = torch.from_numpy(floats[offset:offset + n]).view(_file_layout(blob, header.transpose))
-                blob.tensor.copy_(data.t() if blob.transposable and header.transpose else data)
+                if blob.transposable and header.transpose:
+                    blob.tensor.copy_(data.t())
+                elif blob.tensor.device.type == "cpu" and blob.tensor.dtype == torch.float32:
+                    blob.tensor.data = data  # a view of the file's buffer: no second copy
+                else:
+                    blob.tensor.copy_(data)
                 offset += n
     net.header = header
     return header
