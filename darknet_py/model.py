@@ -176,7 +176,8 @@ class Darknet(nn.Module):
             for j in src:
                 last_use[j] = i
         cache, kept = {-1: x}, {}
-        for i, (layer, src) in enumerate(zip(self.layers, self.sources)):
+        stop = max(keep, default=-1) + 1
+        for i, (layer, src) in enumerate(zip(self.layers[:stop], self.sources[:stop])):
             y = layer(*(cache[j] for j in src))
             for j in src:
                 if last_use[j] == i:
