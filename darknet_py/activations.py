@@ -33,7 +33,7 @@ ACTIVATIONS = {
     "relie": lambda x: torch.where(x > 0, x, 0.01 * x),
     "ramp": lambda x: F.relu(x) + 0.1 * x,
     "leaky": lambda x: F.leaky_relu(x, 0.1),
-    "revleaky": lambda x: torch.where(x > 0, 0.1 * x, x),
+    "revleaky": lambda x: F.leaky_relu(x, 0.1),  # AlexeyAB: leaky forward, reversed gradient only
     "tanh": torch.tanh,
     "plse": lambda x: torch.where(x < -4, 0.01 * (x + 4), torch.where(x > 4, 0.01 * (x - 4) + 1, 0.125 * x + 0.5)),
     "stair": _stair,

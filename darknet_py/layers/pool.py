@@ -1,6 +1,7 @@
 """[maxpool] with Darknet's padding rule and [avgpool] (global average)."""
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import nn
 
@@ -10,7 +11,7 @@ from .conv import out_size
 
 
 class MaxPool(nn.Module):
-    """Windows start at ``-padding/2``; cells outside the image count as -inf, never zero.
+    """Windows start at ``-padding/2``; cells outside the image count as -FLT_MAX, never zero.
 
     PyTorch pads symmetrically, Darknet pads ``padding/2`` before and whatever the last window
     needs after (size 2, stride 1 in yolov3-tiny pads one column on the right only).
@@ -27,7 +28,7 @@ class MaxPool(nn.Module):
         pad = (before, max(0, (out_w - 1) * stride + size - before - w),
                before, max(0, (out_h - 1) * stride + size - before - h))
         if any(pad):
-            x = F.pad(x, pad, value=float("-inf"))
+            x = F.pad(x, pad, value=torch.finfo(x.dtype).min)  # Darknet's -FLT_MAX, not -inf
         return F.max_pool2d(x, size, stride)
 
 
