@@ -145,12 +145,14 @@ class Darknet(nn.Module):
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         self.precision = precision
         self.fast_dtype = self._fast_dtype() if precision == "fast" else None
-        for layer in self.layers:
+        for i, layer in enumerate(self.layers):
             if hasattr(layer, "fold_batch_norm"):
                 if precision == "fast":
-                    layer.fold_batch_norm(self.fast_dtype)
+                    source = self.sources[i][0]
+                    layer.fold_batch_norm(self.fast_dtype,
+                                          self.net_input_shape if source < 0 else self.specs[source].out)
                 else:
-                    layer.folded = None
+                    layer.folded = layer.packed = None
         return self
 
     def _fast_dtype(self):
@@ -164,7 +166,9 @@ class Darknet(nn.Module):
 
     def forward(self, x):
         if self.precision == "fast" and not torch.is_grad_enabled():
-            x = x.to(self.fast_dtype).contiguous(memory_format=torch.channels_last)
+            x = x.to(self.fast_dtype)
+        if x.dim() == 4 and x.device.type == "cpu" and not torch.is_grad_enabled():
+            x = x.contiguous(memory_format=torch.channels_last)  # oneDNN's fastest layout
         outs = self.run(x, self.outputs)
         return [outs[i].float().contiguous() for i in self.outputs]
 

@@ -21,6 +21,11 @@ def out_size(section, key, size_in, kernel, stride, padding_total):
     return span // stride + 1
 
 
+# Darknet activation -> oneDNN post-op of torch.ops.mkldnn._convolution_pointwise
+_ONEDNN_POSTOPS = {"leaky": ("leaky_relu", [0.1]), "relu": ("relu", []), "logistic": ("sigmoid", []),
+                   "tanh": ("tanh", []), "linear": ("none", [])}
+
+
 @torch.no_grad()
 def _darknet_init(layer, fan_in):
     if hasattr(layer, "weights"):
@@ -48,21 +53,39 @@ class Convolutional(BatchNormMixin, nn.Module):
         _darknet_init(self, self.weights[0].numel())
 
     @torch.no_grad()
-    def fold_batch_norm(self, dtype):
+    def fold_batch_norm(self, dtype, input_shape=None):
         """Fast inference: batch norm folded into weights of ``dtype``, channels-last (kept
-        apart from the parameters, which ``blobs`` and saving still use)."""
+        apart from the parameters, which ``blobs`` and saving still use). For bfloat16 on the
+        CPU the weights are also prepacked for oneDNN with the activation fused, when this
+        PyTorch build offers that (private) operator."""
         w, b = self.weights, self.biases
         if self.batch_normalize:
             factor = self.scales / (self.rolling_variance.sqrt() + BN_EPS)
             w, b = w * factor.view(-1, 1, 1, 1), b - self.rolling_mean * factor
-        self.folded = (w.to(dtype).contiguous(memory_format=torch.channels_last), b.to(dtype))
+        w, b = w.to(dtype).contiguous(memory_format=torch.channels_last), b.to(dtype)
+        self.folded, self.packed = (w, b), None
+        if dtype == torch.bfloat16 and w.device.type == "cpu" and input_shape is not None:
+            attr, scalars = _ONEDNN_POSTOPS.get(self.activation.name, ("none", []))
+            geometry = ([self.padding] * 2, [self.stride] * 2, [1, 1], self.groups)
+            try:
+                packed = torch._C._nn.mkldnn_reorder_conv2d_weight(
+                    w.to_mkldnn(), *geometry, [1, input_shape.c, input_shape.h, input_shape.w])
+            except (AttributeError, RuntimeError, NotImplementedError):
+                return
+            self.packed = (packed, b, *geometry, attr, scalars)
 
-    folded = None
+    def _forward_folded(self, x):
+        if self.packed is not None and x.dtype == torch.bfloat16 and x.device.type == "cpu":
+            x = torch.ops.mkldnn._convolution_pointwise(x, *self.packed, "")
+            return x if self.packed[-2] != "none" else self.activation.inplace(x)
+        return self.activation.inplace(F.conv2d(x, *self.folded, self.stride, self.padding, 1, self.groups))
+
+    folded = packed = None
 
     def forward(self, x):
         if self.folded is not None and not torch.is_grad_enabled():
-            x = F.conv2d(x, *self.folded, self.stride, self.padding, 1, self.groups)
-        elif self.batch_normalize:
+            return self._forward_folded(x)
+        if self.batch_normalize:
             x = self._batch_norm(F.conv2d(x, self.weights, None, self.stride, self.padding, 1, self.groups),
                                  self.biases)
         else:
