@@ -2,9 +2,11 @@
 import subprocess
 import sys
 
+import pytest
+
 from darknet_py.cli import main
 
-from conftest import CFG, ROOT
+from conftest import CFG, ORACLE, ROOT
 
 
 def test_summary_matches_darknets_bflops(capsys):
@@ -31,8 +33,8 @@ def test_console_entry_point_runs():
     assert "Total BFLOPs" in result.stdout
 
 
+@pytest.mark.shared
 def test_detector_test_prints_labels_and_writes_predictions(tmp_path, capsys, monkeypatch):
-    from conftest import ORACLE
     import cv2
     monkeypatch.chdir(tmp_path)
     code = main(["detector", "test", str(CFG / "coco.data"), str(CFG / "yolov3-tiny.cfg"),
