@@ -63,9 +63,12 @@ class Section:
             raise self.error(f"expected a finite {kind}, got '{text}'", key)
         return value
 
-    def int(self, key: str, default=_REQUIRED) -> int:
+    def int(self, key: str, default=_REQUIRED, minimum: int | None = None) -> int:
         text = self._raw(key, default)
-        return default if text is None else self._number(key, text, _INT, int, "an integer")
+        value = default if text is None else self._number(key, text, _INT, int, "an integer")
+        if minimum is not None and value < minimum:
+            raise self.error(f"must be >= {minimum}, got {value}", key)
+        return value
 
     def float(self, key: str, default=_REQUIRED) -> float:
         text = self._raw(key, default)

@@ -61,12 +61,6 @@ class BatchNormMixin:
                 Blob("rolling_variance", self.rolling_variance, bn_scale=True)]
 
 
-def positive(section, key, value, minimum=1):
-    if value < minimum:
-        raise section.error(f"must be >= {minimum}, got {value}", key)
-    return value
-
-
 def refuse_unsupported(section, *keys, zero=0):
     """Options Darknet reads that would change the numbers but are not implemented: refuse."""
     for key in keys:

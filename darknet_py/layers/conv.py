@@ -9,7 +9,7 @@ from torch import nn
 
 from ..activations import Activation, read_activation
 from ..registry import LayerSpec, Shape, register
-from .base import BN_EPS, BatchNormMixin, Blob, positive, refuse_unsupported
+from .base import BN_EPS, BatchNormMixin, Blob, refuse_unsupported
 
 
 def out_size(section, key, size_in, kernel, stride, padding_total):
@@ -100,13 +100,13 @@ class Convolutional(BatchNormMixin, nn.Module):
 @register("convolutional", "conv")
 def build_convolutional(s, ctx):
     inp = ctx.prev
-    n = positive(s, "filters", s.int("filters", 1))
-    size = positive(s, "size", s.int("size", 1))
-    stride = positive(s, "stride", s.int("stride", 1))
-    padding = positive(s, "padding", s.int("padding", 0), 0)
+    n = s.int("filters", 1, minimum=1)
+    size = s.int("size", 1, minimum=1)
+    stride = s.int("stride", 1, minimum=1)
+    padding = s.int("padding", 0, minimum=0)
     if s.int("pad", 0):
         padding = size // 2
-    groups = positive(s, "groups", s.int("groups", 1))
+    groups = s.int("groups", 1, minimum=1)
     if inp.c % groups or n % groups:
         raise s.error(f"input channels {inp.c} and filters {n} must both divide by groups={groups}", "groups")
     bn = bool(s.int("batch_normalize", 0))
@@ -152,7 +152,7 @@ class Connected(BatchNormMixin, nn.Module):
 @register("connected", "conn")
 def build_connected(s, ctx):
     inputs = ctx.prev.numel
-    outputs = positive(s, "output", s.int("output", 1))
+    outputs = s.int("output", 1, minimum=1)
     bn = bool(s.int("batch_normalize", 0))
     act = read_activation(s, "logistic")
     return LayerSpec(
@@ -188,10 +188,10 @@ class Local(nn.Module):
 @register("local")
 def build_local(s, ctx):
     inp = ctx.prev
-    n = positive(s, "filters", s.int("filters", 1))
-    size = positive(s, "size", s.int("size", 1))
-    stride = positive(s, "stride", s.int("stride", 1))
-    pad = positive(s, "pad", s.int("pad", 0), 0)
+    n = s.int("filters", 1, minimum=1)
+    size = s.int("size", 1, minimum=1)
+    stride = s.int("stride", 1, minimum=1)
+    pad = s.int("pad", 0, minimum=0)
     act = read_activation(s, "logistic")
     # local_out_height treats pad as a flag, im2col as an amount: they must agree.
     dims = []

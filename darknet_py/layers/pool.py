@@ -6,7 +6,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..registry import LayerSpec, Shape, register
-from .base import positive
 from .conv import out_size
 
 
@@ -35,9 +34,9 @@ class MaxPool(nn.Module):
 @register("maxpool", "max")
 def build_maxpool(s, ctx):
     inp = ctx.prev
-    stride = positive(s, "stride", s.int("stride", 1))
-    size = positive(s, "size", s.int("size", stride))
-    padding = positive(s, "padding", s.int("padding", size - 1), 0)
+    stride = s.int("stride", 1, minimum=1)
+    size = s.int("size", stride, minimum=1)
+    padding = s.int("padding", size - 1, minimum=0)
     if padding // 2 >= size:
         raise s.error(f"padding {padding} leaves windows entirely outside the image (size {size})", "padding")
     out = Shape(inp.c, out_size(s, "size", inp.h, size, stride, padding),
