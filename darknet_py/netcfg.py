@@ -1,7 +1,7 @@
 """The ``[net]`` section as a typed config, with Darknet's names and defaults (``parse_net_options``)."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from .cfg import Section
 
@@ -45,7 +45,6 @@ class NetConfig:
     scales: tuple[float, ...] = ()
     gamma: float = 1.0
     max_batches: int = 0
-    extra: dict = field(default_factory=dict)
 
     @classmethod
     def from_section(cls, s: Section) -> "NetConfig":

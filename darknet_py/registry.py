@@ -7,7 +7,7 @@ checked, so a hostile cfg is refused before it costs memory.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 from torch import nn
@@ -53,7 +53,6 @@ class BuildContext:
     shapes: list[Shape]            # output shape of every earlier layer
     input_shape: Shape             # the network input
     net: object                    # darknet_py.netcfg.NetConfig
-    extra: dict = field(default_factory=dict)
 
     @property
     def prev(self) -> Shape:
