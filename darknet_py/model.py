@@ -135,25 +135,48 @@ class Darknet(nn.Module):
         return f"[{spec.kind}] at {spec.where}"
 
     precision = "exact"
+    fast_dtype = torch.float32
+    _prepared = False
 
     def set_precision(self, precision: str) -> "Darknet":
         """``exact``: float32 with Darknet's batch-norm arithmetic. ``fast``: batch norm folded
-        into the convolutions, channels-last, bfloat16 on CPUs with AVX-512-BF16/AMX, float16 on
-        CUDA (float32 elsewhere). Saving still writes the original parameters. Call again after
-        changing weights or device."""
+        into the convolutions, bfloat16 on CPUs with AVX-512-BF16/AMX, float16 on CUDA (float32
+        elsewhere). Inference copies of the weights (channels-last, prepacked on the CPU) are
+        made at the next eval-mode forward pass after this, a weights load, ``eval()`` or
+        ``to()``; saving always writes the original parameters."""
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         self.precision = precision
-        self.fast_dtype = self._fast_dtype() if precision == "fast" else None
-        for i, layer in enumerate(self.layers):
-            if hasattr(layer, "fold_batch_norm"):
-                if precision == "fast":
-                    source = self.sources[i][0]
-                    layer.fold_batch_norm(self.fast_dtype,
-                                          self.net_input_shape if source < 0 else self.specs[source].out)
-                else:
-                    layer.folded = layer.packed = None
+        self.invalidate_inference_weights()
         return self
+
+    def invalidate_inference_weights(self) -> None:
+        for layer in self.layers:
+            if hasattr(layer, "prepare_inference"):
+                layer.folded = layer.packed = None
+        self._prepared = False
+
+    def _prepare_inference(self) -> None:
+        self.fast_dtype = self._fast_dtype() if self.precision == "fast" else torch.float32
+        on_cpu = next(self.parameters(), torch.empty(0)).device.type == "cpu"
+        if self.precision == "fast" or on_cpu:
+            for i, layer in enumerate(self.layers):
+                if hasattr(layer, "prepare_inference"):
+                    source = self.sources[i][0]
+                    layer.prepare_inference(self.fast_dtype, self.precision == "fast",
+                                            self.net_input_shape if source < 0 else self.specs[source].out)
+        self._prepared = True
+
+    def train(self, mode: bool = True) -> "Darknet":
+        super().train(mode)
+        self.invalidate_inference_weights()
+        return self
+
+    def _apply(self, fn, *args, **kwargs):
+        result = super()._apply(fn, *args, **kwargs)  # .to(), .cuda(), .half(): stale copies
+        if hasattr(self, "layers"):
+            self.invalidate_inference_weights()
+        return result
 
     def _fast_dtype(self):
         device = next(self.parameters(), torch.empty(0)).device
@@ -165,10 +188,12 @@ class Darknet(nn.Module):
         return torch.float32
 
     def forward(self, x):
-        if self.precision == "fast" and not torch.is_grad_enabled():
+        if not torch.is_grad_enabled() and not self.training:
+            if not self._prepared:
+                self._prepare_inference()
             x = x.to(self.fast_dtype)
-        if x.dim() == 4 and x.device.type == "cpu" and not torch.is_grad_enabled():
-            x = x.contiguous(memory_format=torch.channels_last)  # oneDNN's fastest layout
+            if x.dim() == 4 and x.device.type == "cpu":
+                x = x.contiguous(memory_format=torch.channels_last)  # oneDNN's fastest layout
         outs = self.run(x, self.outputs)
         return [outs[i].float().contiguous() for i in self.outputs]
 
@@ -194,7 +219,7 @@ class Darknet(nn.Module):
 
     def load_weights(self, path, cutoff=None) -> Header:
         header = read_weights(self, path, cutoff)
-        self.set_precision(self.precision)  # refresh folded fast-mode weights
+        self.invalidate_inference_weights()
         return header
 
     def save_weights(self, path, cutoff=None) -> None:
@@ -214,4 +239,4 @@ def load(cfg, weights=None, *, cutoff=None, width=None, height=None, max_bytes=N
         net.load_weights(weights, cutoff)
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    return net.to(device).eval().set_precision(precision)
+    return net.set_precision(precision).to(device).eval()

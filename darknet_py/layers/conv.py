@@ -53,38 +53,47 @@ class Convolutional(BatchNormMixin, nn.Module):
         _darknet_init(self, self.weights[0].numel())
 
     @torch.no_grad()
-    def fold_batch_norm(self, dtype, input_shape=None):
-        """Fast inference: batch norm folded into weights of ``dtype``, channels-last (kept
-        apart from the parameters, which ``blobs`` and saving still use). For bfloat16 on the
-        CPU the weights are also prepacked for oneDNN with the activation fused, when this
-        PyTorch build offers that (private) operator."""
+    def prepare_inference(self, dtype, fold: bool, input_shape=None):
+        """Inference copies of the weights, apart from the parameters (which ``blobs`` and
+        saving still use): channels-last in ``dtype``, batch norm folded in when ``fold``, and on
+        the CPU prepacked for oneDNN with bias and activation fused where nothing sits between
+        them, when this PyTorch build offers that (private) operator."""
         w, b = self.weights, self.biases
-        if self.batch_normalize:
+        self.bn_apart = self.batch_normalize and not fold
+        if self.batch_normalize and fold:
             factor = self.scales / (self.rolling_variance.sqrt() + BN_EPS)
             w, b = w * factor.view(-1, 1, 1, 1), b - self.rolling_mean * factor
         w, b = w.to(dtype).contiguous(memory_format=torch.channels_last), b.to(dtype)
         self.folded, self.packed = (w, b), None
-        if dtype == torch.bfloat16 and w.device.type == "cpu" and input_shape is not None:
-            attr, scalars = _ONEDNN_POSTOPS.get(self.activation.name, ("none", []))
-            geometry = ([self.padding] * 2, [self.stride] * 2, [1, 1], self.groups)
-            try:
-                packed = torch._C._nn.mkldnn_reorder_conv2d_weight(
-                    w.to_mkldnn(), *geometry, [1, input_shape.c, input_shape.h, input_shape.w])
-            except (AttributeError, RuntimeError, NotImplementedError):
-                return
-            self.packed = (packed, b, *geometry, attr, scalars)
+        if w.device.type != "cpu" or input_shape is None:
+            return
+        attr, scalars = ("none", []) if self.bn_apart else _ONEDNN_POSTOPS.get(self.activation.name, ("none", []))
+        geometry = ([self.padding] * 2, [self.stride] * 2, [1, 1], self.groups)
+        try:
+            packed = torch._C._nn.mkldnn_reorder_conv2d_weight(
+                w.to_mkldnn(), *geometry, [1, input_shape.c, input_shape.h, input_shape.w])
+        except (AttributeError, RuntimeError, NotImplementedError):
+            return
+        self.packed = (packed, None if self.bn_apart else b, *geometry, attr, scalars)
 
-    def _forward_folded(self, x):
-        if self.packed is not None and x.dtype == torch.bfloat16 and x.device.type == "cpu":
+    def _forward_inference(self, x):
+        w, b = self.folded
+        fused = False
+        if self.packed is not None and x.dtype == w.dtype and x.device.type == "cpu":
             x = torch.ops.mkldnn._convolution_pointwise(x, *self.packed, "")
-            return x if self.packed[-2] != "none" else self.activation.inplace(x)
-        return self.activation.inplace(F.conv2d(x, *self.folded, self.stride, self.padding, 1, self.groups))
+            fused = self.packed[-2] != "none"
+        else:
+            x = F.conv2d(x, w, None if self.bn_apart else b, self.stride, self.padding, 1, self.groups)
+        if self.bn_apart:
+            x = self._batch_norm(x, self.biases)
+        return x if fused else self.activation.inplace(x)
 
     folded = packed = None
+    bn_apart = False
 
     def forward(self, x):
-        if self.folded is not None and not torch.is_grad_enabled():
-            return self._forward_folded(x)
+        if self.folded is not None and not torch.is_grad_enabled() and not self.training:
+            return self._forward_inference(x)
         if self.batch_normalize:
             x = self._batch_norm(F.conv2d(x, self.weights, None, self.stride, self.padding, 1, self.groups),
                                  self.biases)
