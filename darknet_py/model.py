@@ -188,17 +188,18 @@ class Darknet(nn.Module):
         return torch.float32
 
     def forward(self, x):
+        outs = self.run(x, self.outputs)
+        return [outs[i].float().contiguous() for i in self.outputs]
+
+    def run(self, x, keep):
+        """Run the layers up to the last index in ``keep``; return ``{index: output}`` for those
+        indices (in the inference dtype and layout)."""
         if not torch.is_grad_enabled() and not self.training:
             if not self._prepared:
                 self._prepare_inference()
             x = x.to(self.fast_dtype)
             if x.dim() == 4 and x.device.type == "cpu":
                 x = x.contiguous(memory_format=torch.channels_last)  # oneDNN's fastest layout
-        outs = self.run(x, self.outputs)
-        return [outs[i].float().contiguous() for i in self.outputs]
-
-    def run(self, x, keep):
-        """Run every layer; return ``{index: output}`` for the indices in ``keep``."""
         keep = set(keep)
         last_use = {}
         for i, src in enumerate(self.sources):
