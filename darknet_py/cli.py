@@ -33,19 +33,20 @@ def cmd_detector_test(args):
     from .datafile import DataConfig
     from .detect import detect
     from .draw import draw_detections, labels
+    from .image import from_bgr, read_bgr
     data = DataConfig.from_file(args.data)
     net = _load_net(args)
     images = [args.image] if args.image else []
     if not images:
         images = [line.strip() for line in sys.stdin if line.strip()]
     for path in images:
+        bgr = read_bgr(path)
         start = time.time()
-        det = detect(net, path, thresh=args.thresh, hier_thresh=args.hier, nms=args.nms)
+        det = detect(net, from_bgr(bgr), thresh=args.thresh, hier_thresh=args.hier, nms=args.nms)
         print(f"{path}: Predicted in {time.time() - start:f} seconds.")
-        for _, hits in labels(det, args.thresh, data.names):
+        for _, hits in labels(det, args.thresh):
             for j, prob in hits:
                 print(f"{data.names[j]}: {prob * 100:.0f}%")
-        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
         out = f"{args.out}.jpg"
         cv2.imwrite(out, draw_detections(bgr, det, args.thresh, data.names))
         print(f"wrote {out}")
@@ -74,7 +75,8 @@ def _image_id(path, fallback):
 
 def _frames(path):
     import cv2
-    import numpy as np
+
+    from .image import from_bgr
     capture = cv2.VideoCapture(str(path))
     if not capture.isOpened():
         raise DarknetError(f"{path}: cannot open the video")
@@ -84,8 +86,7 @@ def _frames(path):
             ok, bgr = capture.read()
             if not ok:
                 return
-            rgb = (bgr[:, :, ::-1].transpose(2, 0, 1).astype(np.float64) / 255.0).astype(np.float32)
-            yield bgr, rgb, fps
+            yield bgr, from_bgr(bgr), fps
     finally:
         capture.release()
 
@@ -101,7 +102,7 @@ def cmd_detect(args):
     from .datafile import load_names
     from .detect import detect
     from .draw import coco_records, draw_detections
-    from .image import load_image
+    from .image import from_bgr, read_bgr
     net = _load_net(args)
     names = load_names(args.names)
     coco = len(names) == 80
@@ -111,11 +112,10 @@ def cmd_detect(args):
     records, found = [], 0
     for number, (kind, path) in enumerate(tqdm(items, desc="detect", unit="file")):
         if kind == "image":
-            image = load_image(path)
-            det = detect(net, image, thresh=args.thresh, nms=args.nms)
-            h, w = image.shape[1:]
+            bgr = read_bgr(path)
+            det = detect(net, from_bgr(bgr), thresh=args.thresh, nms=args.nms)
+            h, w = bgr.shape[:2]
             records += coco_records(det, _image_id(path, number), w, h, coco, args.thresh)
-            bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
             cv2.imwrite(str(out_dir / f"{path.stem}.jpg"), draw_detections(bgr, det, args.thresh, names))
             found += int((det.probs > args.thresh).any(1).sum())
             continue

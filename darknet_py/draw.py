@@ -21,7 +21,7 @@ def get_color(c: int, x: int, max_value: int) -> float:
     return float((1 - ratio) * _COLORS[i][c] + ratio * _COLORS[j % 6][c])
 
 
-def labels(det, thresh, names):
+def labels(det, thresh):
     """Per box: (index, [(class, prob), ...]) for classes above thresh, Darknet's order."""
     out = []
     for i in range(len(det)):
@@ -45,7 +45,7 @@ def draw_detections(bgr: np.ndarray, det, thresh: float, names: list[str]) -> np
     h, w = out.shape[:2]
     classes = det.probs.shape[1]
     thickness = max(1, int(h * 0.006))
-    for i, hits in labels(det, thresh, names):
+    for i, hits in labels(det, thresh):
         first = hits[0][0]
         offset = first * 123457 % classes
         rgb = [get_color(c, offset, classes) for c in (2, 1, 0)]

@@ -17,16 +17,26 @@ from .errors import ImageError
 F32 = np.float32
 
 
-def load_image(path) -> np.ndarray:
-    """``load_image_color``: 3 channels (grey is replicated, alpha dropped), RGB, value/255."""
+def read_bgr(path) -> np.ndarray:
+    """The decoded file as OpenCV holds it (BGR uint8, HWC); grey is replicated, alpha dropped."""
     path = Path(path)
     if not path.is_file():
         raise ImageError(f"{path}: no such image file")
     bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if bgr is None:
         raise ImageError(f"{path}: cannot decode as an image ({path.stat().st_size} bytes)")
+    return bgr
+
+
+def from_bgr(bgr: np.ndarray) -> np.ndarray:
+    """BGR uint8 HWC -> Darknet's image: RGB, CHW, value/255 (Darknet divides by the double 255.)."""
     rgb = bgr[:, :, ::-1].transpose(2, 0, 1)
-    return (rgb.astype(np.float64) / 255.0).astype(F32)  # Darknet divides by the double 255.
+    return (rgb.astype(np.float64) / 255.0).astype(F32)
+
+
+def load_image(path) -> np.ndarray:
+    """``load_image_color``: 3 channels, RGB, CHW, float32 in [0, 1]."""
+    return from_bgr(read_bgr(path))
 
 
 def _interpolation(size_in: int, size_out: int):

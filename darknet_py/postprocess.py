@@ -41,6 +41,15 @@ def _probs(scale, classes, thresh):
     return np.where(prob > F32(thresh), prob, F32(0))
 
 
+def _boxes(pred, cell, w, h, aw, ah, scale_w, scale_h):
+    """``get_yolo_box``/``get_region_box``: centre from the cell, size exp(t) * anchor / scale
+    (the network size for [yolo], the grid for [region]), with exp in double as C's exp."""
+    col, row = (cell % w).astype(F32), (cell // w).astype(F32)
+    return np.stack([(col + pred[:, 0]) / F32(w), (row + pred[:, 1]) / F32(h),
+                     (np.exp(pred[:, 2].astype(np.float64)) * aw / scale_w).astype(F32),
+                     (np.exp(pred[:, 3].astype(np.float64)) * ah / scale_h).astype(F32)], 1).astype(F32)
+
+
 def decode_yolo(out, anchors, mask, net_w, net_h, thresh):
     """``get_yolo_detections`` for one image; ``out`` is (anchors, 5 + classes, h, w), activated."""
     a, _, h, w = out.shape
@@ -48,12 +57,9 @@ def decode_yolo(out, anchors, mask, net_w, net_h, thresh):
     obj = cells[:, :, 4]
     cell, n = np.nonzero(obj > F32(thresh))
     pred = cells[cell, n]
-    col, row = (cell % w).astype(F32), (cell // w).astype(F32)
     aw = np.array([anchors[m][0] for m in mask], np.float64)[n]
     ah = np.array([anchors[m][1] for m in mask], np.float64)[n]
-    boxes = np.stack([(col + pred[:, 0]) / F32(w), (row + pred[:, 1]) / F32(h),
-                      (np.exp(pred[:, 2].astype(np.float64)) * aw / net_w).astype(F32),
-                      (np.exp(pred[:, 3].astype(np.float64)) * ah / net_h).astype(F32)], 1).astype(F32)
+    boxes = _boxes(pred, cell, w, h, aw, ah, net_w, net_h)
     objectness = pred[:, 4].astype(F32)
     return boxes, objectness, _probs(objectness, pred[:, 5:], thresh)
 
@@ -63,12 +69,9 @@ def decode_region(out, anchors, coords, background, thresh):
     a, _, h, w = out.shape
     pred = out.reshape(a, -1, h * w).transpose(0, 2, 1).reshape(a * h * w, -1)  # anchor-major
     n, cell = np.divmod(np.arange(a * h * w), h * w)
-    col, row = (cell % w).astype(F32), (cell // w).astype(F32)
     aw = np.array([anc[0] for anc in anchors], np.float64)[n]
     ah = np.array([anc[1] for anc in anchors], np.float64)[n]
-    boxes = np.stack([(col + pred[:, 0]) / F32(w), (row + pred[:, 1]) / F32(h),
-                      (np.exp(pred[:, 2].astype(np.float64)) * aw / w).astype(F32),
-                      (np.exp(pred[:, 3].astype(np.float64)) * ah / h).astype(F32)], 1).astype(F32)
+    boxes = _boxes(pred, cell, w, h, aw, ah, w, h)
     scale = np.ones(len(pred), F32) if background else pred[:, coords].astype(F32)
     objectness = np.where(scale > F32(thresh), scale, F32(0))
     probs = _probs(scale, pred[:, coords + 1:], thresh)
