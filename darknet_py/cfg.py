@@ -111,6 +111,17 @@ class Section:
                 )
 
 
+def set_options(section: Section, assignments) -> None:
+    """``--set key=value``: add or replace options of a section without editing the file (the
+    values are checked by the same getters, errors name the section's line)."""
+    for item in assignments:
+        key, eq, value = item.replace(" ", "").partition("=")
+        if not (eq and key and value):
+            raise CfgError(f"--set '{item}': expected key=value", file=section.file, line=section.line,
+                           section=section.kind)
+        section.options[key] = Option(value, section.line)
+
+
 def parse_cfg_text(text: str, file: str = "<cfg>", implicit: str | None = None) -> list[Section]:
     """Split cfg text into sections; every option keeps its line number. ``implicit`` names a
     section that options before any header belong to (for .data files)."""

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from . import layers  # noqa: F401  (registers the builders)
-from .cfg import Section, parse_cfg
+from .cfg import Section, parse_cfg, set_options
 from .errors import CfgError
 from .netcfg import NetConfig
 from .registry import BuildContext, LayerSpec, Shape, builder_for
@@ -92,10 +92,11 @@ class Darknet(nn.Module):
     later layer reads are freed as soon as their last reader has run.
     """
 
-    def __init__(self, cfg, *, width=None, height=None, max_bytes=None, init=True):
+    def __init__(self, cfg, *, width=None, height=None, max_bytes=None, init=True, overrides=()):
         super().__init__()
         self.cfg_file = Path(cfg)
         sections = parse_cfg(self.cfg_file)
+        set_options(sections[0], overrides)
         self.net, self.specs, self.flags = plan_network(sections, width, height)
         if max_bytes is None:
             max_bytes = int(os.environ.get("DARKNET_PY_MAX_BYTES", DEFAULT_MAX_BYTES))

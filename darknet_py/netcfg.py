@@ -5,7 +5,9 @@ from dataclasses import dataclass
 
 from .cfg import Section
 
-POLICIES = ("constant", "step", "exp", "poly", "steps", "sigmoid", "random", "sgdr")
+# Darknet's policies, plus ``cosine`` (this project's extension: Bag of Freebies' cosine decay
+# after the burn_in warm-up; Darknet itself would fall back to constant on it).
+POLICIES = ("constant", "step", "exp", "poly", "steps", "sigmoid", "random", "sgdr", "cosine")
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,9 @@ class NetConfig:
     scales: tuple[float, ...] = ()
     gamma: float = 1.0
     max_batches: int = 0
+    learning_rate_min: float = 0.00001
+    sgdr_cycle: int = 0
+    sgdr_mult: int = 2
 
     @classmethod
     def from_section(cls, s: Section) -> "NetConfig":
@@ -67,7 +72,10 @@ class NetConfig:
             exposure=s.float("exposure", 1.0), hue=s.float("hue", 0.0), random=s.int("random", 0),
             notruth=s.int("notruth", 0), burn_in=s.int("burn_in", 0), power=s.float("power", 4.0),
             max_batches=s.int("max_batches", 0),
+            learning_rate_min=s.float("learning_rate_min", 0.00001),
         )
+        kw["sgdr_cycle"] = s.int("sgdr_cycle", kw["max_batches"])
+        kw["sgdr_mult"] = s.int("sgdr_mult", 2)
         kw["max_ratio"] = s.float("max_ratio", kw["max_crop"] / width)
         kw["min_ratio"] = s.float("min_ratio", kw["min_crop"] / width)
         if kw["adam"]:
@@ -92,4 +100,7 @@ class NetConfig:
             kw["gamma"] = s.float("gamma", 1.0)
             if policy == "sigmoid":
                 kw["step"] = s.int("step", 1)
+        # Darknet reads these only for their own policy and lists the rest as unused; they stay
+        # harmless leftovers when a run switches policy (``--set policy=poly``).
+        s.ignore("step", "scale", "steps", "scales", "gamma")
         return cls(**kw)

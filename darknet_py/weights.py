@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import os
 import struct
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from .atomic import atomic_write
 from .errors import WeightsError
 
 
@@ -158,22 +158,17 @@ def write_weights(net, path, cutoff=None, header=None):
     header = header or net.header
     plan, _ = _layer_plan(net, cutoff, loading=False, path=path)
     head = header.pack()
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(head)
-            for _, blobs in plan:
-                for blob in blobs:
-                    t = blob.tensor.detach()
-                    if blob.transposable and header.transpose:
-                        t = t.t()
-                    f.write(t.to("cpu", torch.float32).contiguous().numpy().astype("<f4", copy=False).tobytes())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
+    def write(f):
+        f.write(head)
+        for _, blobs in plan:
+            for blob in blobs:
+                t = blob.tensor.detach()
+                if blob.transposable and header.transpose:
+                    t = t.t()
+                f.write(t.to("cpu", torch.float32).contiguous().numpy().astype("<f4", copy=False).tobytes())
+
+    atomic_write(path, write)
 
 
 def expected_size(net, cutoff=None, header=None) -> int:
@@ -181,3 +176,19 @@ def expected_size(net, cutoff=None, header=None) -> int:
     header = header or Header()
     plan, _ = _layer_plan(net, cutoff, loading=False)
     return header.size + 4 * sum(b.tensor.numel() for _, blobs in plan for b in blobs)
+
+
+def layers_in_file(net, path) -> int | None:
+    """How many layers of ``net`` a file holds when its size ends exactly at a layer boundary
+    (a whole file, or a cut one such as darknet53.conv.74); None when it matches no boundary
+    (``read_weights`` then explains the mismatch)."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            file_size = os.fstat(f.fileno()).st_size
+            header = Header.read(f, path, file_size)
+    except OSError as e:
+        raise WeightsError(f"cannot open: {e.strerror}", file=path) from None
+    if file_size == header.size:
+        return 0
+    return _boundaries(net, header).get(file_size)

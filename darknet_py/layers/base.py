@@ -30,7 +30,8 @@ class BatchNormMixin:
     """Darknet's batch norm over dim 1 with ``scales``, ``rolling_mean``, ``rolling_variance``.
 
     Training uses the batch mean and the unbiased batch variance and updates the rolling
-    statistics by 0.99/0.01, as ``forward_batchnorm_layer`` does.
+    statistics by 0.99/0.01, as ``forward_batchnorm_layer`` does (per mini-batch, as Darknet:
+    with ``subdivisions`` > 1 the statistics are those of each mini-batch).
     """
 
     def _init_bn(self, n: int):
@@ -47,13 +48,25 @@ class BatchNormMixin:
             return F.batch_norm(x, self.rolling_mean, denominator, self.scales, biases, False, 0.0, 0.0)
         view = (1, -1) + (1,) * (x.dim() - 2)
         dims = (0,) + tuple(range(2, x.dim()))
-        mean = x.mean(dims)
-        var = x.var(dims, unbiased=True)
+        mean, var = self._batch_stats(x, dims, view)
         with torch.no_grad():
             self.rolling_mean.mul_(0.99).add_(0.01 * mean)
             self.rolling_variance.mul_(0.99).add_(0.01 * var)
         x = (x - mean.view(view)) / (var.sqrt() + BN_EPS).view(view)
         return x * self.scales.view(view) + biases.view(view)
+
+    sync_group = None  # a torch.distributed process group: statistics over all its processes
+
+    def _batch_stats(self, x, dims, view):
+        """Mean and unbiased variance of this batch, or of the whole distributed batch when
+        ``sync_group`` is set (synchronized batch norm; the all-reduce carries gradients)."""
+        if self.sync_group is None:
+            return x.mean(dims), x.var(dims, unbiased=True)
+        from torch.distributed.nn.functional import all_reduce
+        count = all_reduce(x.new_tensor(float(x.numel() // x.shape[1])), group=self.sync_group)
+        mean = all_reduce(x.sum(dims), group=self.sync_group) / count
+        squares = all_reduce((x - mean.view(view)).square().sum(dims), group=self.sync_group)
+        return mean, squares / (count - 1)
 
     def _bn_blobs(self) -> list[Blob]:
         return [Blob("scales", self.scales, bn_scale=True),

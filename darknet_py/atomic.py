@@ -1,0 +1,22 @@
+"""Files that are either the old version or the complete new one, never half written."""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+
+def atomic_write(path, write) -> None:
+    """``write(file)`` into a temporary file beside ``path``, fsync it, then rename it over
+    ``path``: a crash at any point leaves the previous file in place."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,1 @@
+"""Training: Darknet's datasets, augmentation, loss, schedule and loop."""
