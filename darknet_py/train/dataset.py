@@ -1,0 +1,358 @@
+"""Where training samples come from: Darknet image lists with label files, or COCO json.
+
+Every entry is checked when the dataset is opened, without decoding images, so that a bad
+entry is reported once with its file and line and skipped instead of failing mid-run. Images
+are decoded only when a sample is made (``TrainingSamples``), whose randomness depends on the
+sample's number alone, so a resumed run regenerates the very same samples.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import math
+import os
+import re
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..cfg import read_data_file
+from ..datafile import resolve
+from ..errors import CfgError, DarknetError, ImageError
+from ..image import load_image
+from .augment import Augment, detection_sample, mixup, with_weight
+
+log = logging.getLogger(__name__)
+F32 = np.float32
+
+# fill_truth_detection's find_replace calls (first occurrence, anywhere in the path) ...
+DARKNET_RULES = (("images", "labels"), ("JPEGImages", "labels"), ("raw", "labels"),
+                 (".jpg", ".txt"), (".png", ".txt"), (".JPG", ".txt"), (".JPEG", ".txt"))
+# ... then AlexeyAB's other image types, replaced only at the end of the path.
+EXTENSIONS = (".jpeg", ".bmp", ".tiff", ".tif", ".webp", ".ppm",
+              ".PNG", ".BMP", ".TIFF", ".TIF", ".WEBP", ".PPM")
+INTEGER = re.compile(r"[+-]?[0-9]+")
+MIXUP_BETA = 1.5  # Beta(1.5, 1.5), as in Bag of Freebies
+
+
+def find_replace(text: str, find: str, replace: str) -> str:
+    """Darknet's ``find_replace``: the first occurrence only."""
+    return text.replace(find, replace, 1)
+
+
+def label_path(image_path) -> Path:
+    """The label file Darknet reads for an image; a path no rule changes has none."""
+    original = os.fspath(image_path)
+    path = original
+    for find, replace in DARKNET_RULES:
+        path = find_replace(path, find, replace)
+    for ext in EXTENSIONS:
+        if path.endswith(ext):
+            path = path[:-len(ext)] + ".txt"
+    if path == original:
+        raise DarknetError(f"{original}: no images->labels rule applies (the path has no "
+                           f"images/JPEGImages/raw folder and no known image extension)")
+    return Path(path)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One reason an entry (or part of it) cannot be used; ``line`` is 1-based or None."""
+    path: str
+    line: int | None
+    reason: str
+    detail: str = ""
+
+    def __str__(self):
+        where = self.path if self.line is None else f"{self.path}:{self.line}"
+        return f"{where}: {self.reason}" + (f" ({self.detail})" if self.detail else "")
+
+
+class Problems:
+    """Entries that cannot be used: each is logged once, and ``summary`` counts them."""
+
+    def __init__(self):
+        self.items: list[Problem] = []
+        self._seen: set[Problem] = set()
+        self._skipped: set[str] = set()
+
+    def add(self, path, line, reason: str, detail: str = "", skipped=True) -> None:
+        """Record a problem; ``skipped`` names the entry it costs (default: ``path``), or is
+        False when the entry stays usable."""
+        problem = Problem(str(path), line, reason, detail)
+        if skipped:
+            self._skipped.add(str(path) if skipped is True else str(skipped))
+        if problem in self._seen:
+            return
+        self._seen.add(problem)
+        self.items.append(problem)
+        log.warning("%s", problem)
+
+    def __len__(self):
+        return len(self.items)
+
+    def __iter__(self):
+        return iter(self.items)
+
+    def summary(self) -> str:
+        """Entries skipped and problems per reason; empty when there were none."""
+        if not self.items:
+            return ""
+        counts = Counter(p.reason for p in self.items)
+        lines = [f"{len(self._skipped)} entries skipped; problems by reason:"]
+        lines += [f"  {reason}: {count}" for reason, count in counts.most_common()]
+        return "\n".join(lines)
+
+
+def check_image_file(path: Path, problems: Problems) -> bool:
+    """Exists and is not empty; decoding waits until the sample is made."""
+    if not path.is_file():
+        problems.add(path, None, "missing image")
+        return False
+    if path.stat().st_size == 0:
+        problems.add(path, None, "empty image file")
+        return False
+    return True
+
+
+def label_line_problem(fields: list[str], classes: int) -> tuple[str, str] | None:
+    """What is wrong with a label line, as (reason, detail); None for a good ``class cx cy w h``."""
+    if len(fields) != 5:
+        return "wrong column count", f"{len(fields)} columns, want 5: class cx cy w h"
+    if not INTEGER.fullmatch(fields[0]):
+        return "bad class", f"'{fields[0]}' is not an integer"
+    cls = int(fields[0])
+    if not 0 <= cls < classes:
+        return "bad class", f"{cls} is not in [0, {classes})"
+    try:
+        cx, cy, w, h = (float(v) for v in fields[1:])
+    except ValueError:
+        return "not a finite number", " ".join(fields[1:])
+    if not all(math.isfinite(v) for v in (cx, cy, w, h)):
+        return "not a finite number", " ".join(fields[1:])
+    wrong = [f"{name}={value:g}" for name, value, ok in (
+        ("cx", cx, 0 <= cx <= 1), ("cy", cy, 0 <= cy <= 1), ("w", w, 0 < w <= 1), ("h", h, 0 < h <= 1))
+        if not ok]
+    if wrong:
+        return "out of range", ", ".join(wrong) + " (want 0 <= cx, cy <= 1 and 0 < w, h <= 1)"
+    return None
+
+
+def read_label_file(path: Path, classes: int, problems: Problems, entry: Path):
+    """The (n, 5) boxes of a label file, or None when any line is bad (all are reported)."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")  # tolerate a BOM from Windows editors
+    except (OSError, UnicodeDecodeError) as e:
+        problems.add(path, None, "unreadable label file", str(e), skipped=entry)
+        return None
+    boxes, bad = [], False
+    for number, line in enumerate(text.splitlines(), 1):
+        fields = line.split()
+        if not fields:
+            continue
+        problem = label_line_problem(fields, classes)
+        if problem:
+            problems.add(path, number, *problem, skipped=entry)
+            bad = True
+        else:
+            boxes.append([float(v) for v in fields])
+    if bad:
+        return None
+    if not boxes:
+        problems.add(path, None, "no boxes", skipped=entry)
+        return None
+    return np.array(boxes, dtype=F32)
+
+
+class _Samples:
+    """The API both sources share: ``len``, ``paths``, ``load(i)``."""
+
+    def __init__(self):
+        self.paths: list[Path] = []
+        self._boxes: list[np.ndarray] = []
+
+    def __len__(self):
+        return len(self.paths)
+
+    def load(self, i: int):
+        """(image float32 (3, h, w) RGB in [0, 1], boxes float32 (n, 5) [class, cx, cy, w, h])."""
+        return load_image(self.paths[i]), self._boxes[i].copy()
+
+
+class DarknetList(_Samples):
+    """An image list (``train=`` of a .data file) whose labels follow the images->labels rule."""
+
+    def __init__(self, list_file, classes: int, problems: Problems):
+        super().__init__()
+        self.list_file = Path(list_file)
+        for number, listed, entry in self._entries():
+            if entry is None:
+                problems.add(self.list_file, number, "missing image", listed,
+                             skipped=f"{self.list_file}:{number}")
+                continue
+            boxes = self._check(entry, classes, problems)
+            if boxes is not None:
+                self.paths.append(entry)
+                self._boxes.append(boxes)
+
+    def _entries(self):
+        """(line number, text, path) of each listed image, a relative path found from the cwd
+        first, then the list's folder; the path is None where neither has the file."""
+        try:
+            lines = self.list_file.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as e:
+            raise CfgError(f"cannot read the image list: {e}", file=str(self.list_file)) from None
+        for number, line in enumerate(lines, 1):
+            listed = line.strip()
+            if not listed:
+                continue
+            path = Path(listed)
+            candidates = (path,) if path.is_absolute() else (path, self.list_file.parent / path)
+            yield number, listed, next((c for c in candidates if c.exists()), None)
+
+    @staticmethod
+    def _check(image: Path, classes: int, problems: Problems):
+        if not check_image_file(image, problems):
+            return None
+        try:
+            labels = label_path(image)
+        except DarknetError:
+            problems.add(image, None, "no label path", "no images->labels rule changes this path")
+            return None
+        if not labels.is_file():
+            problems.add(labels, None, "missing label file", skipped=image)
+            return None
+        return read_label_file(labels, classes, problems, image)
+
+
+class CocoDataset(_Samples):
+    """A COCO instances json; classes are the categories in id order, or by ``names``."""
+
+    def __init__(self, json_file, image_dir, problems: Problems, names=None):
+        super().__init__()
+        from pycocotools.coco import COCO
+        self.json_file, self.image_dir = Path(json_file), Path(image_dir)
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):  # COCO() prints its progress
+                coco = COCO(str(self.json_file))
+        except (OSError, ValueError, KeyError, TypeError, AssertionError) as e:
+            raise CfgError(f"cannot read as COCO instances json: {e}", file=str(self.json_file)) from None
+        self.class_of = self._classes(coco, names)
+        self.classes = len(names) if names is not None else len(self.class_of)
+        for image_id in sorted(coco.imgs):
+            info = coco.imgs[image_id]
+            path = self.image_dir / info["file_name"]
+            if not check_image_file(path, problems):
+                continue
+            boxes = self._boxes_of(info, coco.imgToAnns.get(image_id, []), path, problems)
+            if not len(boxes):
+                problems.add(path, None, "no boxes")
+                continue
+            self.paths.append(path)
+            self._boxes.append(boxes)
+
+    def _classes(self, coco, names) -> dict[int, int]:
+        cats = sorted(coco.cats.values(), key=lambda c: c["id"])
+        if names is None:
+            return {c["id"]: i for i, c in enumerate(cats)}
+        index = {name: i for i, name in reversed(list(enumerate(names)))}
+        missing = [c["name"] for c in cats if c["name"] not in index]
+        if missing:
+            raise CfgError(f"categories not in the names list: {', '.join(missing)}", file=str(self.json_file))
+        return {c["id"]: index[c["name"]] for c in cats}
+
+    def _boxes_of(self, info, anns, path, problems) -> np.ndarray:
+        """Pixel [x, y, w, h] -> relative [class, cx, cy, w, h], clipped to the image; crowd
+        regions are not objects and are ignored."""
+        width, height = float(info["width"]), float(info["height"])
+        boxes = []
+        for ann in anns:
+            if ann.get("iscrowd", 0):
+                continue
+            if ann.get("category_id") not in self.class_of:
+                problems.add(path, None, "unknown category",
+                             f"annotation {ann.get('id')}: category_id {ann.get('category_id')}", skipped=False)
+                continue
+            x, y, w, h = (float(v) for v in ann["bbox"])
+            x0, x1 = min(max(x, 0.0), width), min(max(x + w, 0.0), width)
+            y0, y1 = min(max(y, 0.0), height), min(max(y + h, 0.0), height)
+            if not (x1 > x0 and y1 > y0):
+                problems.add(path, None, "degenerate box", f"annotation {ann.get('id')}: bbox {ann['bbox']}",
+                             skipped=False)
+                continue
+            boxes.append((self.class_of[ann["category_id"]], (x0 + x1) / 2 / width, (y0 + y1) / 2 / height,
+                          (x1 - x0) / width, (y1 - y0) / height))
+        return np.array(boxes, dtype=F32).reshape(-1, 5)
+
+
+def open_dataset(data_config, split: str = "train", problems: Problems | None = None):
+    """The ``train=`` (or ``valid=``) source of a .data file: a COCO json (its images in the
+    folder of an ``images=`` key, else next to the json) or a Darknet image list."""
+    problems = Problems() if problems is None else problems
+    value = getattr(data_config, split)
+    if not value:
+        raise CfgError(f"no {split}= entry", file=str(data_config.path))
+    path = resolve(value, data_config.path)
+    if path.suffix.lower() == ".json":
+        images = read_data_file(data_config.path).get("images")
+        image_dir = resolve(images, data_config.path) if images else path.parent
+        source = CocoDataset(path, image_dir, problems)
+        if source.classes > data_config.classes:
+            raise CfgError(f"{path} has {source.classes} categories, classes={data_config.classes}",
+                           file=str(data_config.path))
+    else:
+        source = DarknetList(path, data_config.classes, problems)
+    (log.warning if len(problems) else log.info)("%s: %d samples; %s", path, len(source),
+                                                 problems.summary() or "no problems")
+    if not len(source):
+        raise CfgError(f"{path}: no usable samples", file=str(data_config.path))
+    return source
+
+
+class TrainingSamples:
+    """Augmented samples keyed by (sample_number, index, width, height) for a DataLoader.
+
+    All randomness comes from ``default_rng((seed, sample_number))``, so a sample does not
+    depend on the worker that makes it or on what was made before."""
+
+    def __init__(self, source, width: int, height: int, augment: Augment, max_boxes: int, seed: int):
+        self.source, self.width, self.height = source, width, height
+        self.augment, self.max_boxes, self.seed = augment, max_boxes, seed
+
+    def __len__(self):
+        return len(self.source)
+
+    def __getitem__(self, key):
+        sample_number, index, width, height = key if len(key) == 4 else (*key, self.width, self.height)
+        rng = np.random.default_rng((self.seed, sample_number))
+        problems: list[tuple[str, str]] = []
+        image, boxes = self._load(index, problems)
+        if self.augment.mixup > 0 and rng.random() < self.augment.mixup:
+            partner = int(rng.integers(len(self.source)))
+            ratio = rng.beta(MIXUP_BETA, MIXUP_BETA)
+            image, boxes = mixup(image, boxes, *self._load(partner, problems), ratio)
+        image, truths = detection_sample(image, with_weight(boxes), width, height, self.augment,
+                                         rng, self.max_boxes)
+        return torch.from_numpy(image), torch.from_numpy(truths), problems
+
+    def _load(self, index: int, problems: list):
+        """``source.load(index)``, or the first following index whose image decodes."""
+        count = len(self.source)
+        for step in range(count):
+            i = (index + step) % count
+            try:
+                return self.source.load(i)
+            except ImageError as e:
+                path = str(self.source.paths[i])
+                problems.append((path, str(e).removeprefix(f"{path}: ")))
+        raise DarknetError(f"none of the {count} images decodes")
+
+
+def collate(batch):
+    """Stack images and truths; concatenate the problems found while loading."""
+    images, truths, problems = zip(*batch)
+    return torch.stack(images), torch.stack(truths), [p for found in problems for p in found]
