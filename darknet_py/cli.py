@@ -135,6 +135,26 @@ def cmd_detect(args):
           + (f"; COCO results in {args.json}" if args.json else ""))
 
 
+def cmd_detector_train(args):
+    """``darknet detector train DATA CFG [WEIGHTS]`` with [net] overrides and the BoF switches."""
+    from .train.trainer import TrainOptions, train
+    options = TrainOptions(backup=args.backup, seed=args.seed, workers=args.workers, clear=args.clear,
+                           mixup=args.mixup, label_smoothing=args.label_smoothing,
+                           multi_scale=args.multi_scale, amp=args.amp, sync_bn=args.sync_bn,
+                           last_every=args.last_every, valid_every=args.valid_every,
+                           progress=not args.no_progress, device=args.device)
+    result = train(args.data, args.cfg, args.weights, overrides=args.set, options=options)
+    if result.final is not None:
+        best = f", best mAP@0.5 {result.best_map:.4f}" if result.best_map is not None else ""
+        print(f"iteration {result.iteration}, seen {result.seen}: saved {result.final}{best}")
+
+
+def cmd_data_shapes(args):
+    from .shapes import generate_shapes
+    data = generate_shapes(args.out, args.n, args.seed, size=args.size, val_fraction=args.val_fraction)
+    print(f"wrote {args.n} images; data file {data}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="darknet-py", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log diagnostics")
@@ -157,6 +177,40 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-out", "--out", default="predictions", help="output name without .jpg")
     p.add_argument("--precision", choices=["exact", "fast"], default="exact")
     p.set_defaults(func=cmd_detector_test)
+
+    p = detector.add_parser("train", help="train like `darknet detector train DATA CFG [WEIGHTS]`")
+    p.add_argument("data")
+    p.add_argument("cfg")
+    p.add_argument("weights", nargs="?", help="initial weights: a whole file, or a cut one (darknet53.conv.74)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a [net] option, e.g. --set max_batches=6 --set width=128 (repeatable)")
+    p.add_argument("-clear", "--clear", action="store_true", help="start at seen=0 (iteration 0)")
+    p.add_argument("--backup", help="checkpoint folder (default: backup= of the .data file)")
+    p.add_argument("--seed", type=int, default=0, help="seed of image order and augmentation")
+    p.add_argument("--workers", type=int, default=2, help="data-loading processes")
+    p.add_argument("--mixup", type=float, default=0.0, metavar="P",
+                   help="Bag of Freebies: geometry-preserving mixup with probability P per image")
+    p.add_argument("--label-smoothing", type=float, default=0.0, metavar="EPS",
+                   help="Bag of Freebies: class targets (1-EPS)*onehot + EPS/classes")
+    p.add_argument("--multi-scale", action="store_true",
+                   help="as random=1: a new size 320..608 every 10 iterations")
+    p.add_argument("--amp", action="store_true", help="mixed precision (bfloat16 autocast)")
+    p.add_argument("--sync-bn", action="store_true", help="synchronized batch norm under torchrun")
+    p.add_argument("--last-every", type=int, default=100, help="iterations between _last.weights saves")
+    p.add_argument("--valid-every", type=int, help="iterations between mAP checks (0: never; "
+                   "default: every 4 epochs when the .data file has valid=)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--device", help="cpu, cuda, cuda:1 (default: CUDA when present)")
+    p.set_defaults(func=cmd_detector_train)
+
+    data = sub.add_parser("data", help="generate datasets").add_subparsers(dest="kind", required=True)
+    p = data.add_parser("shapes", help="a seeded Darknet-layout dataset of coloured shapes (+ COCO json)")
+    p.add_argument("out")
+    p.add_argument("--n", type=int, default=2000)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--size", type=int, default=256, help="image side in pixels")
+    p.add_argument("--val-fraction", type=float, default=0.0)
+    p.set_defaults(func=cmd_data_shapes)
 
     p = sub.add_parser("detect", help="detect on images, folders and videos")
     p.add_argument("paths", nargs="+")

@@ -61,7 +61,8 @@ class BatchNormMixin:
         """Mean and unbiased variance of this batch, or of the whole distributed batch when
         ``sync_group`` is set (synchronized batch norm; the all-reduce carries gradients)."""
         if self.sync_group is None:
-            return x.mean(dims), x.var(dims, unbiased=True)
+            var, mean = torch.var_mean(x, dims, correction=1)
+            return mean, var
         from torch.distributed.nn.functional import all_reduce
         count = all_reduce(x.new_tensor(float(x.numel() // x.shape[1])), group=self.sync_group)
         mean = all_reduce(x.sum(dims), group=self.sync_group) / count

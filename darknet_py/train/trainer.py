@@ -1,0 +1,383 @@
+"""Darknet's ``train_detector`` on PyTorch's engine.
+
+One update = ``batch`` images in ``subdivisions`` mini-batches (gradients accumulate), then
+SGD with Darknet's rule: ``w += rate/batch * (sum of deltas - decay*batch*w)`` and momentum,
+which is ``torch.optim.SGD`` on the mean gradient with ``weight_decay=decay`` for weights only.
+Every random choice (which images, augmentation, multi-scale size) is a function of the seed
+and the image or iteration number, so a run resumed from ``_last.weights`` repeats exactly
+what the uninterrupted run would have done.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from ..datafile import DataConfig
+from ..errors import DarknetError
+from ..layers.heads import Region, Yolo
+from ..model import Darknet
+from ..weights import layers_in_file
+from .augment import Augment
+from .checkpoint import load_state, save_checkpoint
+from .dataset import Problems, TrainingSamples, collate, open_dataset
+from .log import TrainLog
+from .loss import head_delta
+from .schedule import learning_rate, uniform_draw
+
+log = logging.getLogger(__name__)
+
+
+class TrainingError(DarknetError):
+    """Training cannot go on (non-finite loss that persists, a cfg that cannot be trained)."""
+
+
+@dataclass
+class TrainOptions:
+    """What ``detector train`` adds to the cfg. Bag-of-Freebies switches are off by default."""
+
+    backup: str | None = None  # default: the .data file's backup=
+    seed: int = 0
+    workers: int = 2
+    clear: bool = False  # Darknet's -clear: start at seen = 0
+    mixup: float = 0.0  # probability of a geometry-preserving mixup per image
+    label_smoothing: float = 0.0
+    multi_scale: bool = False  # as random=1 in the last head: 320..608 every 10 iterations
+    amp: bool = False  # bfloat16 autocast
+    sync_bn: bool = False  # batch statistics over all processes of a distributed run
+    last_every: int = 100  # iterations between _last.weights saves
+    valid_every: int | None = None  # None: every 4 epochs (at least 100 iterations) with valid=
+    max_bad_steps: int = 3  # consecutive non-finite losses before the run stops
+    progress: bool = True
+    device: str | None = None
+    callback: Callable | None = None  # called with the trainer after every iteration
+
+
+@dataclass
+class TrainResult:
+    iteration: int
+    seen: int
+    losses: list[float] = field(default_factory=list)
+    best_map: float | None = None
+    final: Path | None = None
+
+
+def _distributed():
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    if dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+class Trainer:
+    def __init__(self, data_file, cfg, weights=None, *, overrides=(), options: TrainOptions | None = None):
+        self.options = options = options or TrainOptions()
+        self.rank, self.world = _distributed()
+        self.data = DataConfig.from_file(data_file)
+        self.net = Darknet(cfg, overrides=overrides, init=False)
+        with torch.random.fork_rng(devices=[]):  # Darknet's random init, reproducible per seed
+            torch.manual_seed(options.seed)
+            self.net.init_weights()
+        self.name = Path(cfg).stem
+        self.cfg = self.net.net
+        self._check_trainable()
+        if weights is not None:
+            self._load(weights)
+        if options.clear:
+            self.net.seen = 0
+        self.batch = self.cfg.batch
+        self.subdivisions = self.cfg.subdivisions
+        if self.batch % (self.subdivisions * self.world):
+            raise TrainingError(f"batch={self.batch} is not a multiple of subdivisions={self.subdivisions} "
+                                f"x {self.world} processes")
+        self.mini = self.batch // self.subdivisions  # images per forward, over all processes
+        self.local = self.mini // self.world
+        self.iteration = self.net.seen // self.batch
+        self.device = torch.device(options.device or (f"cuda:{os.environ.get('LOCAL_RANK', 0)}"
+                                                      if torch.cuda.is_available() else "cpu"))
+        self.frozen = self._freeze()
+        if options.sync_bn and self.world > 1:
+            for layer in self.net.layers:
+                if hasattr(layer, "sync_group"):
+                    layer.sync_group = dist.group.WORLD
+        self.net.to(self.device).train()
+        self.model = self.net
+        if self.world > 1:
+            self.model = torch.nn.parallel.DistributedDataParallel(self.net, broadcast_buffers=False)
+        self.optimizer = self._optimizer()
+        self.best_map = None
+        if weights is not None and not options.clear:
+            state = load_state(weights, self.net.seen)
+            if state is not None:
+                self.optimizer.load_state_dict(state["optimizer"])
+                self.best_map = state.get("best_map")
+        self.backup = Path(options.backup or self.data.backup)
+        self.problems = Problems()
+        self.source = open_dataset(self.data, "train", self.problems)
+        if len(self.source) == 0:
+            raise TrainingError(f"{self.data.path}: no usable training images "
+                                f"({self.problems.summary() or 'the list is empty'})")
+        last = self.net.layers[self.net.heads[-1]]
+        self.max_boxes = last.max_boxes
+        self.random = options.multi_scale or bool(getattr(self.net.layers[-1], "random", 0))
+        augment = Augment.from_net(self.cfg, last, mixup=options.mixup)
+        self.samples = TrainingSamples(self.source, self.cfg.width, self.cfg.height, augment,
+                                       self.max_boxes, options.seed)
+        self.reported: set = set()
+        self.avg_loss = None
+        self._valid_source = None
+
+    # -- setup ---------------------------------------------------------------------------------
+    def _check_trainable(self):
+        if not self.net.heads:
+            raise TrainingError(f"{self.net.cfg_file} has no [yolo] or [region] layer to train")
+        for i in self.net.heads:
+            layer = self.net.layers[i]
+            if not isinstance(layer, (Yolo, Region)):
+                raise TrainingError(f"layer {i} ({self.net.describe(i)}): training this head type is not supported")
+            if layer.classes < self.data.classes:
+                raise TrainingError(f"layer {i} ({self.net.describe(i)}) has classes={layer.classes}, "
+                                    f"{self.data.path} has classes={self.data.classes}")
+        if self.cfg.adam:
+            raise TrainingError(f"{self.net.cfg_file}: adam=1 is not supported for training (SGD only)")
+        if self.cfg.max_batches <= 0:
+            raise TrainingError(f"{self.net.cfg_file}: max_batches must be set (e.g. --set max_batches=500)")
+
+    def _load(self, weights):
+        """A whole file, or a cut one (darknet53.conv.74): the layers it holds, found from its
+        exact size; anything else is refused by read_weights with the reason."""
+        cutoff = layers_in_file(self.net, weights)
+        self.net.load_weights(weights, cutoff)
+        if cutoff is not None and cutoff < len(self.net.layers):
+            log.info("%s holds layers 0..%d; the rest start from Darknet's initialisation", weights, cutoff - 1)
+
+    def _freeze(self) -> int:
+        """``stopbackward`` stops Darknet's backward pass at that layer: it and everything before
+        it get no gradient (here: no update at all)."""
+        stops = [i for i, f in enumerate(self.net.flags) if f.stopbackward]
+        last = max(stops, default=-1)
+        for layer in self.net.layers[:last + 1]:
+            layer.requires_grad_(False)
+        return last
+
+    def _optimizer(self):
+        groups = {}
+        for i, layer in enumerate(self.net.layers):
+            scale = self.net.flags[i].learning_rate_scale
+            for name, p in layer.named_parameters():
+                if p.requires_grad:
+                    decay = name.rsplit(".", 1)[-1] == "weights"  # Darknet decays weights only
+                    groups.setdefault((scale, decay), []).append(p)
+        if not groups:
+            raise TrainingError(f"{self.net.cfg_file}: every layer is frozen (stopbackward)")
+        return torch.optim.SGD([{"params": ps, "lr_scale": scale,
+                                 "weight_decay": self.cfg.decay if decay else 0.0}
+                                for (scale, decay), ps in groups.items()],
+                               lr=0.0, momentum=self.cfg.momentum)
+
+    # -- data ----------------------------------------------------------------------------------
+    def size_at(self, iteration: int) -> tuple[int, int]:
+        """Darknet's random=1: every 10 iterations a square size (10..19) * 32, 608 near the end."""
+        if not self.random:
+            return self.cfg.width, self.cfg.height
+        block = iteration // 10
+        if block * 10 + 200 > self.cfg.max_batches:
+            return 608, 608
+        dim = (int(np.random.default_rng((self.options.seed, block, 3)).integers(10)) + 10) * 32
+        return dim, dim
+
+    def _index(self, sample_number: int) -> int:
+        """Every image once per epoch, in an order drawn per epoch."""
+        n = len(self.source)
+        epoch, k = divmod(sample_number, n)
+        if getattr(self, "_perm_epoch", None) != epoch:
+            self._perm = np.random.default_rng((self.options.seed, epoch, 1)).permutation(n)
+            self._perm_epoch = epoch
+        return int(self._perm[k])
+
+    def _keys(self):
+        for it in range(self.iteration, self.cfg.max_batches):
+            w, h = self.size_at(it)
+            for s in range(self.subdivisions):
+                first = it * self.batch + s * self.mini + self.rank * self.local
+                yield [(n, self._index(n), w, h) for n in range(first, first + self.local)]
+
+    def _loader(self):
+        return torch.utils.data.DataLoader(
+            self.samples, batch_sampler=self._keys(), collate_fn=collate,
+            num_workers=self.options.workers, persistent_workers=False,
+            pin_memory=self.device.type == "cuda")
+
+    # -- one update ----------------------------------------------------------------------------
+    def step(self, minibatches) -> float:
+        """One update from ``subdivisions`` mini-batches; returns Darknet's loss (cost per image)."""
+        batch_num = self.iteration + 1
+        rate = learning_rate(self.cfg, batch_num, uniform_draw(self.options.seed, batch_num))
+        self.rate = rate
+        for group in self.optimizer.param_groups:
+            group["lr"] = rate * group["lr_scale"]
+        saved_stats = [b.clone() for b in self.net.buffers()]
+        cost = torch.zeros((), dtype=torch.float64)
+        self.head_stats = []
+        for s, (images, truths, problems) in enumerate(minibatches):
+            self._report(problems)
+            self.net.seen += self.mini
+            images, truths = images.to(self.device, non_blocking=True), truths.to(self.device)
+            last = s == len(minibatches) - 1
+            sync = contextlib.nullcontext() if last or self.world == 1 else self.model.no_sync()
+            with sync:
+                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.options.amp):
+                    outputs = self.model(images)
+                surrogate = 0.0
+                for index, x in zip(self.net.heads, outputs):
+                    x = x.float()
+                    delta, stats = head_delta(self.net.layers[index], x, truths, images.shape[3],
+                                              images.shape[2], self.net.seen, self.options.label_smoothing)
+                    surrogate = surrogate - (delta * x).sum()
+                    cost += stats.cost
+                    self.head_stats.append((index, stats))
+                (surrogate * (self.world / self.batch)).backward()
+        total = torch.tensor([cost.item(), float(not self._grads_finite())])
+        if self.world > 1:
+            dist.all_reduce(total)
+        loss = total[0].item() / self.batch
+        if total[1] > 0 or not math.isfinite(loss):
+            self.optimizer.zero_grad(set_to_none=True)
+            with torch.no_grad():
+                for b, old in zip(self.net.buffers(), saved_stats):
+                    b.copy_(old)  # batch-norm statistics from before the bad forward
+            raise _BadStep(loss)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return loss
+
+    def _grads_finite(self) -> bool:
+        grads = [p.grad for p in self.net.parameters() if p.grad is not None]
+        return not grads or bool(torch.isfinite(torch.stack([g.sum() for g in grads]).sum()))
+
+    def _report(self, problems):
+        for path, reason in problems:
+            if path not in self.reported:
+                self.reported.add(path)
+                log.warning("%s: %s; skipped", path, reason)
+
+    # -- the run -------------------------------------------------------------------------------
+    def checkpoint(self, suffix: str) -> Path:
+        path = self.backup / f"{self.name}_{suffix}.weights"
+        if self.rank == 0:
+            save_checkpoint(self.net, path, self.optimizer, {"best_map": self.best_map})
+        return path
+
+    def valid_every(self) -> int:
+        if self.options.valid_every is not None:
+            return self.options.valid_every
+        if not self.data.valid:
+            return 0
+        return max(100, 4 * len(self.source) // self.batch)
+
+    def validate(self) -> float:
+        from ..validate import validate_map
+        if self._valid_source is None:
+            self._valid_source = open_dataset(self.data, "valid", Problems())
+        source = self._valid_source
+        self.net.eval()
+        try:
+            result = validate_map(self.net, source, self.data.names, progress=self.options.progress)
+        finally:
+            self.net.train()
+        return result.map
+
+    def run(self) -> TrainResult:
+        from tqdm import tqdm
+        opts = self.options
+        if self.rank == 0:
+            self.backup.mkdir(parents=True, exist_ok=True)
+        record = TrainLog(self.backup, self.name) if self.rank == 0 else None
+        if record:
+            record.drop_after(self.iteration)
+        result = TrainResult(self.iteration, self.net.seen, best_map=self.best_map)
+        every = self.valid_every()
+        bar = tqdm(total=self.cfg.max_batches, initial=self.iteration, unit="it",
+                   disable=not opts.progress or self.rank != 0, dynamic_ncols=True)
+        loader = iter(self._loader())
+        bad = 0
+        try:
+            while self.iteration < self.cfg.max_batches:
+                start = time.time()
+                minibatches = [next(loader) for _ in range(self.subdivisions)]
+                try:
+                    loss = self.step(minibatches)
+                    bad = 0
+                except _BadStep as e:
+                    bad += 1
+                    log.error("iteration %d: loss is %s; update skipped, weights kept", self.iteration + 1, e.loss)
+                    if bad >= opts.max_bad_steps:
+                        raise TrainingError(
+                            f"iteration {self.iteration + 1}: loss not finite {bad} times in a row; stopped. "
+                            f"The last good weights are in {self.backup / (self.name + '_last.weights')}") from None
+                    loss = float("nan")
+                self.iteration += 1
+                if math.isfinite(loss):
+                    self.avg_loss = loss if self.avg_loss is None else self.avg_loss * 0.9 + loss * 0.1
+                seconds = time.time() - start
+                row = dict(iteration=self.iteration, seen=self.net.seen, loss=f"{loss:.6f}",
+                           avg_loss=f"{self.avg_loss if self.avg_loss is not None else loss:.6f}",
+                           rate=f"{self.rate:.8g}", images_per_s=f"{self.batch / seconds:.2f}",
+                           seconds=f"{seconds:.3f}", map="")
+                if every and (self.iteration % every == 0 or self.iteration == self.cfg.max_batches):
+                    if self.rank == 0:
+                        value = self.validate()
+                        row["map"] = f"{value:.6f}"
+                        if self.best_map is None or value > self.best_map:
+                            self.best_map = result.best_map = value
+                            self.checkpoint("best")
+                    if self.world > 1:
+                        dist.barrier()
+                result.losses.append(loss)
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss:.3f}", avg=row["avg_loss"], rate=row["rate"],
+                                img_s=row["images_per_s"], refresh=False)
+                if record:
+                    record.append(row)
+                if self.iteration % opts.last_every == 0:
+                    self.checkpoint("last")
+                    if record:
+                        record.chart(self.cfg.max_batches)
+                if self.iteration % 10000 == 0 or (self.iteration < 1000 and self.iteration % 100 == 0):
+                    self.checkpoint(str(self.iteration))
+                if opts.callback:
+                    opts.callback(self)
+        except KeyboardInterrupt:
+            # mid-update: drop the unfinished update's images so that seen and iteration agree
+            self.net.seen = self.iteration * self.batch
+            self.checkpoint("last")
+            raise
+        finally:
+            bar.close()
+        self.checkpoint("last")
+        result.final = self.checkpoint("final")
+        if record:
+            record.chart(self.cfg.max_batches)
+        result.iteration, result.seen = self.iteration, self.net.seen
+        return result
+
+
+class _BadStep(Exception):
+    def __init__(self, loss):
+        self.loss = loss
+
+
+def train(data_file, cfg, weights=None, *, overrides=(), options: TrainOptions | None = None) -> TrainResult:
+    """``darknet detector train DATA CFG [WEIGHTS]``: returns where the run ended."""
+    return Trainer(data_file, cfg, weights, overrides=overrides, options=options).run()
