@@ -137,3 +137,18 @@ def test_sidecar_of_another_run_is_ignored(shapes, tmp_path):
     t = Trainer(shapes, TINY, other, overrides=["max_batches=3"], options=opts(tmp_path / "b"))
     assert t.optimizer.state_dict()["state"] == {}  # momentum not paired with the wrong weights
     assert result.seen == 16
+
+
+def test_bag_of_freebies_switches_train(shapes, tmp_path):
+    """mixup, label smoothing, bfloat16 autocast and multi-scale together: finite losses, the
+    sizes Darknet's random=1 draws."""
+    t = Trainer(shapes, TINY, overrides=["max_batches=2"],
+                options=opts(tmp_path, mixup=1.0, label_smoothing=0.1, amp=True, multi_scale=True))
+    result = t.run()
+    assert np.isfinite(result.losses).all() and result.iteration == 2
+    t.cfg = t.cfg.__class__(**{**t.cfg.__dict__, "max_batches": 1000})
+    sizes = [t.size_at(i) for i in range(1000)]
+    assert all(w == h and w % 32 == 0 and 320 <= w <= 608 for w, h in sizes)
+    assert all(sizes[i] == sizes[i - i % 10] for i in range(1000))  # a new size every 10 iterations
+    assert len({w for w, _ in sizes[:800]}) >= 5
+    assert set(sizes[810:]) == {(608, 608)}  # Darknet trains the last 200 batches at 608

@@ -247,6 +247,10 @@ class Trainer:
                     surrogate = surrogate - (delta * x).sum()
                     cost += stats.cost
                     self.head_stats.append((index, stats))
+                    if log.isEnabledFor(logging.INFO):
+                        log.info("Region %d Avg IOU: %f, Class: %f, Obj: %f, No Obj: %f, .5R: %f, .75R: %f,  "
+                                 "count: %d", index, stats.avg_iou, stats.cls, stats.obj, stats.no_obj,
+                                 stats.recall50, stats.recall75, stats.count)
                 (surrogate * (self.world / self.batch)).backward()
         total = torch.tensor([cost.item(), float(not self._grads_finite())])
         if self.world > 1:
