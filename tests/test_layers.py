@@ -909,3 +909,53 @@ def test_letterbox_tensor_in_tensor_out():
     got = letterbox(torch.from_numpy(im), 8, 8)
     assert isinstance(got, torch.Tensor)
     np.testing.assert_array_equal(got.numpy(), darknet_letterbox_image(im, 8, 8))
+
+
+# --- batch norm in training mode: forward_batchnorm_layer (mean, variance, normalize) ---------
+
+def test_batchnorm_training_matches_darknet_and_its_gradient():
+    """Training-mode conv+BN against Darknet's loops: batch mean, unbiased variance
+    (1/(batch*spatial - 1)), (x - mean)/(sqrt(var) + .000001), scale, bias, and rolling
+    statistics .99/.01; the gradient equals autograd through the literal formula."""
+    net = plan_network(parse_cfg_text("[net]\nwidth=6\nheight=5\nchannels=2\n[convolutional]\n"
+                                      "batch_normalize=1\nfilters=3\nsize=1\nactivation=linear\n"), None, None)
+    layer = net[1][0].make()
+    torch.manual_seed(3)
+    layer.reset_parameters()
+    with torch.no_grad():
+        layer.scales.uniform_(0.5, 1.5)
+        layer.biases.uniform_(-1, 1)
+        layer.rolling_mean.uniform_(-1, 1)
+        layer.rolling_variance.uniform_(0.5, 2)
+    old_mean, old_var = layer.rolling_mean.clone(), layer.rolling_variance.clone()
+    x = torch.randn(4, 2, 5, 6, dtype=torch.float64).float()
+    layer.train()
+    out = layer(x)
+    conv = torch.nn.functional.conv2d(x, layer.weights.detach())
+    b, c, h, w = conv.shape
+    flat = conv.permute(1, 0, 2, 3).reshape(c, -1).double().numpy()
+    mean = [sum(row) / (b * h * w) for row in flat]
+    var = [sum((v - m) ** 2 for v in row) / (b * h * w - 1) for row, m in zip(flat, mean)]
+    expected = np.empty_like(flat)
+    for f in range(c):
+        expected[f] = ((flat[f] - mean[f]) / (math.sqrt(var[f]) + .000001) * layer.scales[f].item()
+                       + layer.biases[f].item())
+    got = out.permute(1, 0, 2, 3).reshape(c, -1).detach().double().numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(layer.rolling_mean.numpy(), 0.99 * old_mean.numpy() + 0.01 * np.array(mean),
+                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(layer.rolling_variance.numpy(), 0.99 * old_var.numpy() + 0.01 * np.array(var),
+                               rtol=1e-5, atol=1e-6)
+    grad = torch.randn_like(out)
+    out.backward(grad)
+    xs = x.clone().requires_grad_()
+    ref_in = torch.nn.functional.conv2d(xs, layer.weights.detach())
+    m = ref_in.mean((0, 2, 3), keepdim=True)
+    v = ref_in.var((0, 2, 3), unbiased=True, keepdim=True)
+    ref = (ref_in - m) / (v.sqrt() + .000001) * layer.scales.detach().view(1, -1, 1, 1) \
+        + layer.biases.detach().view(1, -1, 1, 1)
+    ref.backward(grad)
+    xg = x.clone().requires_grad_()
+    layer.zero_grad()
+    layer(xg).backward(grad)
+    torch.testing.assert_close(xg.grad, xs.grad, rtol=1e-4, atol=1e-5)

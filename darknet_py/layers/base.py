@@ -48,12 +48,14 @@ class BatchNormMixin:
             return F.batch_norm(x, self.rolling_mean, denominator, self.scales, biases, False, 0.0, 0.0)
         view = (1, -1) + (1,) * (x.dim() - 2)
         dims = (0,) + tuple(range(2, x.dim()))
-        mean, var = self._batch_stats(x, dims, view)
+        mean, var = self._batch_stats(x if x.dtype == torch.float32 else x.float(), dims, view)
         with torch.no_grad():
             self.rolling_mean.mul_(0.99).add_(0.01 * mean)
             self.rolling_variance.mul_(0.99).add_(0.01 * var)
-        x = (x - mean.view(view)) / (var.sqrt() + BN_EPS).view(view)
-        return x * self.scales.view(view) + biases.view(view)
+        # per-channel scale and shift, applied in one fused pass (in the input's dtype under autocast)
+        scale = self.scales / (var.sqrt() + BN_EPS)
+        shift = biases - mean * scale
+        return torch.addcmul(shift.to(x.dtype).view(view), x, scale.to(x.dtype).view(view))
 
     sync_group = None  # a torch.distributed process group: statistics over all its processes
 
