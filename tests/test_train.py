@@ -152,3 +152,13 @@ def test_bag_of_freebies_switches_train(shapes, tmp_path):
     assert all(sizes[i] == sizes[i - i % 10] for i in range(1000))  # a new size every 10 iterations
     assert len({w for w, _ in sizes[:800]}) >= 5
     assert set(sizes[810:]) == {(608, 608)}  # Darknet trains the last 200 batches at 608
+
+
+def test_validation_keeps_best_by_map(shapes, tmp_path):
+    result = train(shapes, TINY, overrides=["max_batches=4"], options=opts(tmp_path, valid_every=2))
+    best = tmp_path / "backup" / "tiny-yolo_best.weights"
+    rows = (tmp_path / "backup" / "tiny-yolo_train.csv").read_text().splitlines()
+    maps = [row.split(",")[-1] for row in rows[1:]]
+    assert maps[0] == "" and maps[2] == "" and maps[1] != "" and maps[3] != ""
+    assert result.best_map == pytest.approx(max(float(maps[1]), float(maps[3])), abs=1e-6)
+    assert best.is_file() and best.with_suffix(".state").is_file()
