@@ -155,6 +155,31 @@ def cmd_data_shapes(args):
     print(f"wrote {args.n} images; data file {data}")
 
 
+def cmd_partial(args):
+    from .convert import partial
+    partial(args.cfg, args.weights, args.out, args.n)
+    print(f"wrote layers 0..{args.n - 1} to {args.out}")
+
+
+def cmd_convert(args):
+    """Direction from the suffixes: .weights -> .pt or .pt -> .weights."""
+    from pathlib import Path
+
+    from .convert import load_state_dict, save_state_dict
+    from .model import Darknet
+    src, dst = Path(args.input), Path(args.output)
+    net = Darknet(args.cfg, init=False)
+    if src.suffix == ".pt" and dst.suffix != ".pt":
+        load_state_dict(net, src)
+        net.save_weights(dst)
+    elif src.suffix != ".pt" and dst.suffix == ".pt":
+        net.load_weights(src)
+        save_state_dict(net, dst)
+    else:
+        raise DarknetError(f"convert goes between .weights and .pt; got {src.name} -> {dst.name}")
+    print(f"wrote {dst}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="darknet-py", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log diagnostics")
@@ -202,6 +227,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--device", help="cpu, cuda, cuda:1 (default: CUDA when present)")
     p.set_defaults(func=cmd_detector_train)
+
+    p = sub.add_parser("partial", help="the first N layers of a weights file, as Darknet's partial")
+    p.add_argument("cfg")
+    p.add_argument("weights")
+    p.add_argument("out")
+    p.add_argument("n", type=int, help="number of layers to keep (darknet53.conv.74: 74)")
+    p.set_defaults(func=cmd_partial)
+
+    p = sub.add_parser("convert", help="between .weights and a PyTorch state_dict (.pt), both ways")
+    p.add_argument("cfg")
+    p.add_argument("input")
+    p.add_argument("output")
+    p.set_defaults(func=cmd_convert)
 
     data = sub.add_parser("data", help="generate datasets").add_subparsers(dest="kind", required=True)
     p = data.add_parser("shapes", help="a seeded Darknet-layout dataset of coloured shapes (+ COCO json)")

@@ -224,8 +224,10 @@ class Darknet(nn.Module):
         self.invalidate_inference_weights()
         return header
 
-    def save_weights(self, path, cutoff=None) -> None:
-        write_weights(self, path, cutoff)
+    def save_weights(self, path, cutoff=None, header=None) -> None:
+        """Write the layers before ``cutoff`` (all by default) with ``header`` (default: the
+        loaded one, so load + save gives the same bytes)."""
+        write_weights(self, path, cutoff, header)
 
 
 def load(cfg, weights=None, *, cutoff=None, width=None, height=None, max_bytes=None,
