@@ -155,6 +155,69 @@ def cmd_data_shapes(args):
     print(f"wrote {args.n} images; data file {data}")
 
 
+def _validation(args):
+    from .datafile import DataConfig
+    from .train.dataset import open_dataset
+    from .validate import validation_detections
+    data = DataConfig.from_file(args.data)
+    net = _load_net(args)
+    source = open_dataset(data, "valid")
+    detections, truths, sizes = validation_detections(net, source, args.batch, thresh=args.low_thresh,
+                                                      nms=args.nms, progress=not args.no_progress)
+    return data, source, detections, truths, sizes
+
+
+def cmd_detector_map(args):
+    """Darknet's ``detector map`` table; optionally a threshold sweep, a PR chart, COCO's 12 numbers."""
+    import cv2
+
+    from .evaluate import format_map_table, mean_average_precision
+    from .validate import SWEEP, coco_results, coco_summary, draw_pr_chart, image_ids, threshold_sweep
+    low = args.low_thresh
+    if args.thresh_sweep:
+        args.low_thresh = min(low, *SWEEP)  # one pass at the lowest; higher ones are subsets
+    data, source, all_detections, truths, sizes = _validation(args)
+    detections = [d[d[:, 1] > low] for d in all_detections]
+    result = mean_average_precision(detections, truths, data.names[:data.classes], iou_thresh=args.iou_thresh,
+                                    points=args.points, thresh=args.thresh)
+    print(format_map_table(result))
+    if args.thresh_sweep:
+        print("\n  conf_thresh   AP50     boxes")
+        for t, value, boxes in threshold_sweep(all_detections, truths, data.names[:data.classes],
+                                               iou_thresh=args.iou_thresh, points=args.points):
+            print(f"  {t:<11g} {value * 100:6.2f} %  {boxes}")
+    if args.coco_gt:
+        records = coco_results(detections, sizes, image_ids(source.paths, args.coco_gt),
+                               _category_ids(args.coco_gt))
+        print()
+        for name, value in coco_summary(args.coco_gt, records).items():
+            print(f"  {name:<10} {value:.3f}")
+    chart = args.chart or "pr_chart.png"
+    cv2.imwrite(chart, draw_pr_chart(result))
+    print(f"precision-recall chart: {chart}")
+
+
+def _category_ids(ground_truth):
+    """Class index -> COCO category id: the categories in sorted id order (as CocoDataset reads them)."""
+    import json
+    from pathlib import Path
+    return sorted(c["id"] for c in json.loads(Path(ground_truth).read_text())["categories"])
+
+
+def cmd_detector_valid(args):
+    """COCO-results JSON of the validation set (Darknet's ``detector valid`` writes one per class
+    for VOC, one JSON for COCO; this writes the JSON)."""
+    import json
+    from pathlib import Path
+
+    from .validate import coco_results, image_ids
+    _, source, detections, _, sizes = _validation(args)
+    records = coco_results(detections, sizes, image_ids(source.paths, args.coco_gt),
+                           _category_ids(args.coco_gt) if args.coco_gt else None)
+    Path(args.out).write_text(json.dumps(records))
+    print(f"{len(records)} detections of {len(detections)} images: {args.out}")
+
+
 def cmd_partial(args):
     from .convert import partial
     partial(args.cfg, args.weights, args.out, args.n)
@@ -227,6 +290,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--device", help="cpu, cuda, cuda:1 (default: CUDA when present)")
     p.set_defaults(func=cmd_detector_train)
+
+    for verb, func, text in (("map", cmd_detector_map, "Darknet's per-class AP table and mAP on valid="),
+                             ("valid", cmd_detector_valid, "COCO-results JSON of the valid= images")):
+        p = detector.add_parser(verb, help=text)
+        p.add_argument("data")
+        p.add_argument("cfg")
+        p.add_argument("weights")
+        p.add_argument("--batch", type=int, default=8, help="images per forward pass")
+        p.add_argument("-nms", "--nms", type=float, default=0.45)
+        p.add_argument("--low-thresh", type=float, default=0.005, help="detection threshold (Darknet: .005)")
+        p.add_argument("--coco-gt", help="COCO instances json of the same images: COCO ids / 12-number summary")
+        p.add_argument("--precision", choices=["exact", "fast"], default="exact")
+        p.add_argument("--no-progress", action="store_true")
+        p.set_defaults(func=func)
+        if verb == "map":
+            p.add_argument("-iou_thresh", "--iou-thresh", type=float, default=0.5)
+            p.add_argument("-points", "--points", type=int, default=0, choices=[0, 11, 101],
+                           help="0: area under the curve (Darknet's default), 11: VOC2007, 101: COCO")
+            p.add_argument("-thresh", "--thresh", type=float, default=0.25, help="for TP/FP/FN, F1, IoU")
+            p.add_argument("--thresh-sweep", action="store_true",
+                           help="AP50 and box count at conf_thresh 0.1, 0.01, 0.001, 0.0001")
+            p.add_argument("--chart", help="precision-recall chart PNG (default pr_chart.png)")
+        else:
+            p.add_argument("--out", default="results.json")
 
     p = sub.add_parser("partial", help="the first N layers of a weights file, as Darknet's partial")
     p.add_argument("cfg")

@@ -41,6 +41,8 @@ class ClassAP:
     tp: int
     fp: int
     truths: int
+    recall: np.ndarray = field(default_factory=lambda: np.zeros(0))  # after each ranked candidate
+    precision: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
 
 @dataclass
@@ -166,7 +168,8 @@ def mean_average_precision(detections, truths, names, iou_thresh=0.5, points=0, 
     hit = above & (np.asarray(found.truth, int) >= 0) & np.asarray(found.first, bool)
     miss = above & ~hit
     per_class = [ClassAP(c, names[c], average_precision(recall, precision, points),
-                         int((hit & (cls == c)).sum()), int((miss & (cls == c)).sum()), int(counts[c]))
+                         int((hit & (cls == c)).sum()), int((miss & (cls == c)).sum()), int(counts[c]),
+                         recall, precision)
                  for c, (recall, precision) in enumerate(_ranked_curves(found, counts))]
     total = 0.0
     for c in per_class:

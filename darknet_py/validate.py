@@ -1,22 +1,26 @@
-"""The validation pass: detections of a labelled image set, then Darknet's mAP."""
+"""The validation pass: detections of a labelled image set, Darknet's mAP, COCO's summary."""
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
+import cv2
 import numpy as np
 
 from .detect import detect
-from .errors import ImageError
+from .errors import DarknetError, ImageError
 
 log = logging.getLogger(__name__)
 
+SWEEP = (0.1, 0.01, 0.001, 0.0001)
+
 
 def validation_detections(net, source, batch_size=8, thresh=0.005, nms=0.45, progress=True):
-    """(detections, truths) per image, as ``mean_average_precision`` takes them: detections
-    (k, 6) class, prob, cx, cy, w, h for every (box, class) pair with prob > 0 after NMS, as
-    Darknet's ``validate_detector_map`` collects them at thresh .005."""
+    """(detections, truths, image sizes) per image, as ``mean_average_precision`` takes them:
+    detections (k, 6) class, prob, cx, cy, w, h for every (box, class) pair with prob > 0 after
+    NMS, as Darknet's ``validate_detector_map`` collects them (thresh .005 there)."""
     from tqdm import tqdm
-    detections, truths = [], []
+    detections, truths, sizes = [], [], []
     with tqdm(total=len(source), unit="img", desc="validation", disable=not progress, leave=False) as bar:
         for start in range(0, len(source), batch_size):
             items = []
@@ -25,18 +29,126 @@ def validation_detections(net, source, batch_size=8, thresh=0.005, nms=0.45, pro
                     items.append(source.load(i))
                 except ImageError as e:
                     log.warning("%s; skipped", e)
-            if items:
-                found = detect(net, [im for im, _ in items], thresh=thresh, nms=nms, batch_size=batch_size)
-                for det, (_, boxes) in zip(found, items):
-                    rows = det.rows(0.0)  # [i, x, y, w, h, objectness, class, prob]
-                    detections.append(np.column_stack([rows[:, 6], rows[:, 7], rows[:, 1:5]]).astype(np.float32))
-                    truths.append(np.asarray(boxes, np.float32).reshape(-1, 5))
-            bar.update(min(batch_size, len(source) - start))
-    return detections, truths
+                    items.append(None)
+            loaded = [item for item in items if item is not None]
+            found = iter(detect(net, [im for im, _ in loaded], thresh=thresh, nms=nms, batch_size=batch_size)
+                         if loaded else [])
+            for item in items:
+                if item is None:
+                    detections.append(np.zeros((0, 6), np.float32))
+                    truths.append(np.zeros((0, 5), np.float32))
+                    sizes.append((0, 0))
+                    continue
+                image, boxes = item
+                rows = next(found).rows(0.0)  # [i, x, y, w, h, objectness, class, prob]
+                detections.append(np.column_stack([rows[:, 6], rows[:, 7], rows[:, 1:5]]).astype(np.float32))
+                truths.append(np.asarray(boxes, np.float32).reshape(-1, 5))
+                sizes.append((image.shape[2], image.shape[1]))
+            bar.update(len(items))
+    return detections, truths, sizes
 
 
 def validate_map(net, source, names, iou_thresh=0.5, points=0, batch_size=8, progress=True):
     """Darknet's ``detector map`` figures for ``net`` (in eval mode) on ``source``."""
     from .evaluate import mean_average_precision
-    detections, truths = validation_detections(net, source, batch_size, progress=progress)
+    detections, truths, _ = validation_detections(net, source, batch_size, progress=progress)
     return mean_average_precision(detections, truths, names, iou_thresh=iou_thresh, points=points)
+
+
+def threshold_sweep(detections, truths, names, thresholds=SWEEP, iou_thresh=0.5, points=0):
+    """(thresh, AP50 mAP, boxes) for each confidence threshold: the detections with prob above
+    it (NMS lets a box suppress only boxes of lower probability, so this equals running the
+    network at that threshold, up to the order of exact ties)."""
+    from .evaluate import mean_average_precision
+    rows = []
+    for t in thresholds:
+        kept = [d[d[:, 1] > np.float32(t)] for d in detections]
+        result = mean_average_precision(kept, truths, names, iou_thresh=iou_thresh, points=points)
+        rows.append((t, result.map, sum(len(d) for d in kept)))
+    return rows
+
+
+def coco_results(detections, sizes, image_ids, category_ids=None):
+    """COCO results records (bbox in pixels, top-left x, y, w, h) of the validation detections."""
+    records = []
+    for dets, (w, h), image_id in zip(detections, sizes, image_ids):
+        for cls, prob, cx, cy, bw, bh in dets.tolist():
+            x0, y0 = max((cx - bw / 2) * w, 0.0), max((cy - bh / 2) * h, 0.0)
+            x1, y1 = min((cx + bw / 2) * w, w), min((cy + bh / 2) * h, h)
+            category = int(cls) if category_ids is None else category_ids[int(cls)]
+            records.append({"image_id": image_id, "category_id": category,
+                            "bbox": [round(x0, 3), round(y0, 3), round(x1 - x0, 3), round(y1 - y0, 3)],
+                            "score": round(prob, 6)})
+    return records
+
+
+COCO_STATS = ("AP", "AP50", "AP75", "AP small", "AP medium", "AP large",
+              "AR 1", "AR 10", "AR 100", "AR small", "AR medium", "AR large")
+
+
+def coco_summary(ground_truth, records):
+    """pycocotools' 12 numbers (bbox) for ``records`` against a COCO instances file."""
+    import contextlib
+    import io
+
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO(str(ground_truth))
+        if not records:
+            return dict.fromkeys(COCO_STATS, 0.0)
+        dt = gt.loadRes(records)
+        ev = COCOeval(gt, dt, "bbox")
+        ev.params.imgIds = sorted({r["image_id"] for r in records} & set(gt.getImgIds()))
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    return dict(zip(COCO_STATS, (float(v) for v in ev.stats)))
+
+
+def image_ids(paths, ground_truth=None):
+    """COCO image ids of validation images: by file name from a COCO file when given, else the
+    number in the file name (as Darknet's COCO writer reads ``COCO_val2014_000000000042.jpg``)."""
+    by_name = {}
+    if ground_truth is not None:
+        import json
+        by_name = {Path(im["file_name"]).name: im["id"] for im in json.loads(Path(ground_truth).read_text())["images"]}
+    ids = []
+    for number, path in enumerate(paths):
+        name = Path(path).name
+        if name in by_name:
+            ids.append(by_name[name])
+            continue
+        digits = Path(path).stem.split("_")[-1]
+        if not digits.isdigit():
+            if ground_truth is not None:
+                raise DarknetError(f"{path}: not in {ground_truth}")
+            ids.append(number)
+            continue
+        ids.append(int(digits))
+    return ids
+
+
+def draw_pr_chart(result, size=(640, 480)) -> np.ndarray:
+    """Precision-recall curve of every class (BGR image), AP in the legend."""
+    from .draw import get_color
+    w, h = size
+    x0, y0, x1, y1 = 50, h - 40, w - 190, 20
+    img = np.full((h, w, 3), 255, np.uint8)
+    cv2.rectangle(img, (x0, y1), (x1, y0), (0, 0, 0), 1)
+    for k in range(6):
+        x, y = int(x0 + (x1 - x0) * k / 5), int(y0 - (y0 - y1) * k / 5)
+        cv2.putText(img, f"{k / 5:.1f}", (x - 8, y0 + 16), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1)
+        cv2.putText(img, f"{k / 5:.1f}", (12, y + 4), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1)
+    n = max(len(result.classes), 1)
+    for c in result.classes:
+        colour = tuple(int(255 * get_color(ch, c.index, n)) for ch in (0, 1, 2))
+        if len(c.recall):
+            pts = np.stack([x0 + (x1 - x0) * c.recall, y0 - (y0 - y1) * c.precision], 1)
+            cv2.polylines(img, [pts.astype(np.int32)], False, colour, 1)
+        if c.index < 25:
+            cv2.putText(img, f"{c.name[:14]} {c.ap * 100:.1f}", (x1 + 10, y1 + 10 + 16 * c.index),
+                        cv2.FONT_HERSHEY_SIMPLEX, 0.4, colour, 1)
+    cv2.putText(img, f"recall (x), precision (y); mAP@{result.iou_thresh:.2f} = {result.map * 100:.2f} %",
+                (x0, h - 8), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1)
+    return img
