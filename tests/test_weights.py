@@ -1,4 +1,5 @@
 """Weights files: exact sizes, byte-identical round trips, header variants, refusals."""
+import os
 import re
 import struct
 
@@ -193,3 +194,13 @@ def test_dontload_and_dontsave_skip_the_layer(tmp_path):
 def test_seen_that_does_not_fit_a_4_byte_header():
     with pytest.raises(WeightsError, match="does not fit the 4-byte field"):
         Header(0, 1, 0, seen=2**31).pack()
+
+
+def test_saved_files_get_the_usual_permissions(tmp_path):
+    net = darknet_py.Darknet(CFG / "yolov3-tiny.cfg")
+    old = os.umask(0o022)
+    try:
+        net.save_weights(tmp_path / "a.weights")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.weights").stat().st_mode & 0o777 == 0o644
