@@ -67,7 +67,8 @@ class Reorg(nn.Module):
         self._gather = {}  # per input shape and device; rebuilt, never saved
 
     def forward(self, x):
-        b, c, h, w = x.shape
+        b = x.shape[0]
+        c, h, w = (int(v) for v in x.shape[1:])  # ints also when traced for ONNX export
         s = self.stride
         key = (c, h, w, x.device)
         if key not in self._gather:
