@@ -180,7 +180,11 @@ class _Samples:
 
     def load(self, i: int):
         """(image float32 (3, h, w) RGB in [0, 1], boxes float32 (n, 5) [class, cx, cy, w, h])."""
-        return load_image(self.paths[i]), self._boxes[i].copy()
+        return load_image(self.paths[i]), self.boxes(i)
+
+    def boxes(self, i: int) -> np.ndarray:
+        """The (n, 5) label boxes of sample ``i``, without decoding its image."""
+        return self._boxes[i].copy()
 
 
 class DarknetList(_Samples):
