@@ -221,17 +221,78 @@ def test_yolov3_asff_round_trips_and_runs(tmp_path):
     assert again.read_bytes() == path.read_bytes()
 
 
-def test_yolov3_asff_trains(tmp_path):
-    """One update of the project's trainer changes every [asff] parameter."""
+TRAINABLE = """[net]
+width=64
+height=64
+channels=3
+batch=2
+subdivisions=1
+max_batches=1
+burn_in=0
+learning_rate=0.01
+momentum=0.9
+decay=0.0005
+""" + "".join(f"""
+[convolutional]
+batch_normalize=1
+filters={n}
+size=3
+stride=2
+pad=1
+activation=leaky
+""" for n in (8, 8, 16, 16)) + "".join(f"""
+[asff]
+from=3,2,1
+level={level}
+
+[convolutional]
+filters=30
+size=1
+activation=linear
+
+[yolo]
+mask={mask}
+anchors=4,5, 8,10, 12,9, 16,20, 20,14, 24,30, 32,28, 40,44, 56,52
+classes=5
+num=9
+""" for level, mask in ((0, "6,7,8"), (1, "3,4,5"), (2, "0,1,2")))
+
+
+def asff_parameters(net):
+    return {name: p.detach().clone() for name, p in net.named_parameters()
+            if net.specs[int(name.split(".")[1])].kind == "asff"}
+
+
+def train_once(tmp_path, cfg, overrides=()):
+    """One update of the project's trainer on four generated images; the [asff] parameters
+    before it, and the network after it."""
     data = generate_shapes(tmp_path / "shapes", 4, seed=1, size=64)
-    trainer = Trainer(data, ASFF_CFG, overrides=["width=64", "height=64", "batch=2", "subdivisions=1",
-                                                  "max_batches=1", "burn_in=0", "learning_rate=0.01"],
+    trainer = Trainer(data, cfg, overrides=overrides,
                       options=TrainOptions(backup=str(tmp_path / "backup"), workers=0, progress=False))
-    asff = {name: p.detach().clone() for name, p in trainer.net.named_parameters()
-            if name.split(".")[1] in ("96", "99", "102")}
-    # per [asff]: six batch-normalized convolutions (weights, biases, scales) and the weighting one
-    assert len(asff) == 3 * (6 * 3 + 2)
+    before = asff_parameters(trainer.net)
     trainer.run()
-    after = dict(trainer.net.named_parameters())
-    unchanged = [name for name, before in asff.items() if torch.equal(before, after[name])]
-    assert not unchanged
+    return before, trainer.net
+
+
+def test_training_updates_every_asff_parameter(tmp_path):
+    cfg = tmp_path / "trainable.cfg"
+    cfg.write_text(TRAINABLE)
+    before, net = train_once(tmp_path, cfg)
+    # levels of 16, 16, 8 channels; each [asff] has three compressing and one expanding
+    # batch-normalized convolution (weights, biases, scales) and the weighting one (weights,
+    # biases); rescaling ones: two at level 0, one at level 1 (16 -> 16 upward needs none), two
+    # at level 2
+    assert len(before) == 3 * (4 * 3 + 2) + (2 + 1 + 2) * 3
+    after = asff_parameters(net)
+    assert [name for name, p in before.items() if torch.equal(p, after[name])] == []
+
+
+@pytest.mark.slow
+def test_yolov3_asff_trains(tmp_path):
+    """One update of cfg/yolov3-asff.cfg at 64 x 64 changes every [asff] parameter."""
+    before, net = train_once(tmp_path, ASFF_CFG, ["width=64", "height=64", "batch=2", "subdivisions=1",
+                                                   "max_batches=1", "burn_in=0", "learning_rate=0.01"])
+    # per [asff]: six batch-normalized convolutions (weights, biases, scales) and the weighting one
+    assert len(before) == 3 * (6 * 3 + 2)
+    after = asff_parameters(net)
+    assert [name for name, p in before.items() if torch.equal(p, after[name])] == []

@@ -61,6 +61,9 @@ SNIPPETS = {
             "classes=2\nnum=3\n",
     "region": "[convolutional]\nfilters=16\nactivation=linear\n[region]\nanchors=1,1,2,2\nclasses=3\n"
               "coords=4\nnum=2\nsoftmax=1\n",
+    "asff": "[convolutional]\nfilters=3\n[convolutional]\nfilters=4\nsize=3\nstride=2\npad=1\n"
+            "[convolutional]\nfilters=6\nsize=3\nstride=2\npad=1\n[asff]\nfrom=-1,-2,-3\nlevel=1\nfilters=5\n"
+            "compress=2\n",
     "detection": "[connected]\noutput=28\nactivation=linear\n[detection]\nclasses=2\ncoords=4\nrescore=1\n"
                  "side=2\nnum=1\nsoftmax=1\n",
 }
