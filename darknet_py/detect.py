@@ -7,9 +7,10 @@ import numpy as np
 import torch
 
 from .image import letterbox, load_image
+from .layers.gaussian_yolo import GaussianYolo
 from .layers.heads import Detection, Region, Yolo
-from .postprocess import (Detections, correct_boxes, decode_detection, decode_region, decode_yolo,
-                          nms_sort)
+from .postprocess import (Detections, correct_boxes, decode_detection, decode_gaussian_yolo, decode_region,
+                          decode_yolo, nms_sort)
 
 
 def _as_image(item):
@@ -30,7 +31,11 @@ def network_boxes(net, outputs, b, im_w, im_h, thresh):
     for index, out in zip(net.outputs, outputs):
         layer, o = net.layers[index], out[b].detach().float().cpu().numpy()
         if isinstance(layer, Yolo):
-            boxes, obj, probs = decode_yolo(o, layer.anchors, layer.mask, net_w, net_h, thresh)
+            boxes, obj, probs = decode_yolo(o, layer.anchors, layer.mask, net_w, net_h, thresh, layer.new_coords)
+            boxes = correct_boxes(boxes, im_w, im_h, net_w, net_h, layer.alexeyab)
+        elif isinstance(layer, GaussianYolo):
+            boxes, obj, probs = decode_gaussian_yolo(o, layer.anchors, layer.mask, net_w, net_h, thresh,
+                                                     layer.yolo_point)
             boxes = correct_boxes(boxes, im_w, im_h, net_w, net_h)
         elif isinstance(layer, Region):
             boxes, obj, probs = decode_region(o, layer.anchors, layer.coords, layer.background, thresh)
@@ -50,7 +55,8 @@ def detect(net, images, thresh=0.25, hier_thresh=0.5, nms=0.45, batch_size=8):
     """Detections of one image (a path or a (3, h, w) array) or of a list of them (batched).
 
     Matches Darknet's ``get_network_boxes(net, w, h, thresh, hier_thresh, 0, relative=1)``
-    then ``do_nms_sort(dets, n, classes, nms)``. ``hier_thresh`` only matters for YOLO9000
+    then ``do_nms_sort(dets, n, classes, nms)`` (AlexeyAB's ``diounms_sort`` when the last
+    layer sets ``nms_kind``). ``hier_thresh`` only matters for YOLO9000
     trees, which are refused at load time; it is accepted for Darknet's signature.
     """
     single = not isinstance(images, (list, tuple))
@@ -70,6 +76,9 @@ def detect(net, images, thresh=0.25, hier_thresh=0.5, nms=0.45, batch_size=8):
 
 def detections_from_outputs(net, outputs, image_sizes, thresh=0.25, nms=0.45):
     """Darknet's detections from head outputs (as ``net(x)`` returns them) for images of the
-    given (width, height), one :class:`Detections` per image."""
-    return [nms_sort(network_boxes(net, outputs, b, w, h, thresh), nms)
+    given (width, height), one :class:`Detections` per image. The NMS is the one the network's
+    last layer names (AlexeyAB's ``nms_kind``/``beta_nms``; classic ``do_nms_sort`` otherwise)."""
+    last = net.layers[-1]
+    kind, beta = getattr(last, "nms_kind", "default"), getattr(last, "beta_nms", 0.6)
+    return [nms_sort(network_boxes(net, outputs, b, w, h, thresh), nms, kind, beta)
             for b, (w, h) in enumerate(image_sizes)]

@@ -50,18 +50,46 @@ def _boxes(pred, cell, w, h, aw, ah, scale_w, scale_h):
                      (np.exp(pred[:, 3].astype(np.float64)) * ah / scale_h).astype(F32)], 1).astype(F32)
 
 
-def decode_yolo(out, anchors, mask, net_w, net_h, thresh):
-    """``get_yolo_detections`` for one image; ``out`` is (anchors, 5 + classes, h, w), activated."""
+def _yolo_cells(out, anchors, mask, thresh, obj_entry):
+    """The (cell, anchor) pairs above ``thresh`` in Darknet's cell-major order, their entries
+    and their anchors' sizes."""
     a, _, h, w = out.shape
     cells = out.reshape(a, -1, h * w).transpose(2, 0, 1)  # (cell, anchor, entry)
-    obj = cells[:, :, 4]
-    cell, n = np.nonzero(obj > F32(thresh))
-    pred = cells[cell, n]
+    cell, n = np.nonzero(cells[:, :, obj_entry] > F32(thresh))
     aw = np.array([anchors[m][0] for m in mask], np.float64)[n]
     ah = np.array([anchors[m][1] for m in mask], np.float64)[n]
+    return cells[cell, n], cell, aw, ah
+
+
+def decode_yolo(out, anchors, mask, net_w, net_h, thresh, new_coords=0):
+    """``get_yolo_detections`` for one image; ``out`` is (anchors, 5 + classes, h, w), activated.
+    AlexeyAB's ``new_coords`` sizes are ``x * x * 4 * anchor / net`` in float32."""
+    h, w = out.shape[2:]
+    pred, cell, aw, ah = _yolo_cells(out, anchors, mask, thresh, 4)
     boxes = _boxes(pred, cell, w, h, aw, ah, net_w, net_h)
+    if new_coords:
+        for k, (anchor, size) in enumerate(((aw, net_w), (ah, net_h)), start=2):
+            boxes[:, k] = pred[:, k] * pred[:, k] * F32(4) * anchor.astype(F32) / F32(size)
     objectness = pred[:, 4].astype(F32)
     return boxes, objectness, _probs(objectness, pred[:, 5:], thresh)
+
+
+def decode_gaussian_yolo(out, anchors, mask, net_w, net_h, thresh, yolo_point="center"):
+    """``get_gaussian_yolo_detections``: boxes from the means (x 0, y 2, w 4, h 6), each class
+    probability scaled by one minus the mean of the four uncertainties (1, 3, 5, 7)."""
+    h, w = out.shape[2:]
+    pred, cell, aw, ah = _yolo_cells(out, anchors, mask, thresh, 8)
+    boxes = _boxes(pred[:, [0, 2, 4, 6]], cell, w, h, aw, ah, net_w, net_h)
+    if yolo_point != "center":
+        sign = F32(1 if yolo_point == "left_top" else -1)
+        boxes[:, 0] += sign * (boxes[:, 2] / F32(2))
+        boxes[:, 1] += sign * (boxes[:, 3] / F32(2))
+    objectness = pred[:, 8].astype(F32)
+    uc = pred[:, [1, 3, 5, 7]]
+    uc_aver = (((uc[:, 0] + uc[:, 1]) + uc[:, 2]) + uc[:, 3]).astype(np.float64) / 4.0
+    certainty = 1.0 - uc_aver.astype(F32).astype(np.float64)  # float uc_aver, then double 1.0 - it
+    prob = ((objectness[:, None] * pred[:, 9:]).astype(np.float64) * certainty[:, None]).astype(F32)
+    return boxes, objectness, np.where(prob > F32(thresh), prob, F32(0))
 
 
 def decode_region(out, anchors, coords, background, thresh):
@@ -93,15 +121,22 @@ def decode_detection(out, side, n, classes, coords, sqrt, thresh):
     return boxes, scale, _probs(scale, cls[i], thresh)
 
 
-def correct_boxes(boxes, im_w, im_h, net_w, net_h):
-    """``correct_yolo_boxes``/``correct_region_boxes`` with relative=1: undo the letterbox."""
+def correct_boxes(boxes, im_w, im_h, net_w, net_h, alexeyab=False):
+    """``correct_yolo_boxes``/``correct_region_boxes`` with relative=1: undo the letterbox.
+    AlexeyAB's correct_yolo_boxes scales sizes by ``1 / ratio`` (``ratio = new / net``) where
+    pjreddie's uses ``net / new``: the two can differ in the last bit."""
     new_w, new_h, _, _ = letterbox_geometry(im_w, im_h, net_w, net_h)
     b = boxes.astype(np.float64)
     out = np.empty_like(boxes)
-    out[:, 0] = (b[:, 0] - (net_w - new_w) / 2.0 / net_w) / float(F32(new_w) / F32(net_w))
-    out[:, 1] = (b[:, 1] - (net_h - new_h) / 2.0 / net_h) / float(F32(new_h) / F32(net_h))
-    out[:, 2] = boxes[:, 2] * (F32(net_w) / F32(new_w))
-    out[:, 3] = boxes[:, 3] * (F32(net_h) / F32(new_h))
+    ratio_w, ratio_h = F32(new_w) / F32(net_w), F32(new_h) / F32(net_h)
+    out[:, 0] = (b[:, 0] - (net_w - new_w) / 2.0 / net_w) / float(ratio_w)
+    out[:, 1] = (b[:, 1] - (net_h - new_h) / 2.0 / net_h) / float(ratio_h)
+    if alexeyab:
+        out[:, 2] = boxes[:, 2] * (F32(1) / ratio_w)
+        out[:, 3] = boxes[:, 3] * (F32(1) / ratio_h)
+    else:
+        out[:, 2] = boxes[:, 2] * (F32(net_w) / F32(new_w))
+        out[:, 3] = boxes[:, 3] * (F32(net_h) / F32(new_h))
     return out
 
 
@@ -120,12 +155,41 @@ def box_iou(a, boxes):
         return inter / union
 
 
-def overlapping_pairs(boxes, nms, block=512):
-    """Index pairs (i < j) of boxes whose IoU exceeds ``nms``, computed in row blocks."""
+def box_diou(a, boxes, beta=0.6):
+    """AlexeyAB's ``box_diou`` (beta 0.6) / ``box_diounms``: IoU minus (centre distance^2 / enclosing
+    diagonal^2) ** beta, in float32 with ``pow`` in double; the IoU is 0 when the union is."""
+    def enclosing(c1, w1, c2, w2):
+        return (np.maximum(c1 + w1 / F32(2), c2 + w2 / F32(2))
+                - np.minimum(c1 - w1 / F32(2), c2 - w2 / F32(2)))
+
+    cw, ch = enclosing(a[0], a[2], boxes[:, 0], boxes[:, 2]), enclosing(a[1], a[3], boxes[:, 1], boxes[:, 3])
+    c = cw * cw + ch * ch
+    iou = box_iou(a, boxes)
+    iou = np.where(np.isfinite(iou), iou, F32(0))  # if (I == 0 || U == 0) return 0
+    d = (a[0] - boxes[:, 0]) * (a[0] - boxes[:, 0]) + (a[1] - boxes[:, 1]) * (a[1] - boxes[:, 1])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        u = np.power((d / c).astype(np.float64), beta).astype(F32)
+    return np.where(c == 0, iou, iou - u)
+
+
+def overlap_measure(nms_kind="default", beta_nms=0.6):
+    """What ``diounms_sort`` compares with the threshold for AlexeyAB's ``nms_kind`` (greedynms:
+    ``box_diou``, diounms: ``box_diounms`` with ``beta_nms``; default and cornersnms: IoU)."""
+    if nms_kind == "greedynms":
+        return box_diou
+    if nms_kind == "diounms":
+        beta = float(F32(beta_nms))  # l.beta_nms is a float
+        return lambda a, boxes: box_diou(a, boxes, beta)
+    return box_iou
+
+
+def overlapping_pairs(boxes, nms, block=512, measure=box_iou):
+    """Index pairs (i < j) of boxes whose overlap (IoU unless ``measure`` says) exceeds ``nms``,
+    computed in row blocks; every measure here is symmetric in its two boxes."""
     firsts, seconds = [], []
     for start in range(0, len(boxes), block):
         rows = boxes[start:start + block]
-        hit = np.stack([box_iou(r, boxes) for r in rows]) > F32(nms)
+        hit = np.stack([measure(r, boxes) for r in rows]) > F32(nms)
         i, j = np.nonzero(hit)
         i += start
         keep = i < j
@@ -154,10 +218,11 @@ def suppressed(earlier, later, n):
     return state == 2
 
 
-def nms_sort(det: Detections, nms: float) -> Detections:
+def nms_sort(det: Detections, nms: float, nms_kind: str = "default", beta_nms: float = 0.6) -> Detections:
     """``do_nms_sort``: boxes with objectness 0 are swapped to the end, then for each class the
     rest are sorted by that class's probability and later overlapping boxes lose it. Darknet
-    skips all of it (no reordering either) when nms is 0."""
+    skips all of it (no reordering either) when nms is 0. AlexeyAB's ``diounms_sort`` is the
+    same loop with another overlap measure (``nms_kind``, ``beta_nms``)."""
     if nms <= 0:
         return det
     boxes, objectness, probs = det.boxes, det.objectness, det.probs.copy()
@@ -170,7 +235,7 @@ def nms_sort(det: Detections, nms: float) -> Detections:
         else:
             i += 1
     live, rest = order[:k + 1], order[k + 1:]
-    first, second = overlapping_pairs(boxes[live], nms)
+    first, second = overlapping_pairs(boxes[live], nms, measure=overlap_measure(nms_kind, beta_nms))
     first, second = live[first], live[second]
     rank = np.empty(len(boxes), np.int64)
     for cls in range(probs.shape[1]):

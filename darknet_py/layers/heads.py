@@ -1,14 +1,19 @@
-"""Detection heads: [yolo] (v3), [region] (v2) and [detection] (v1).
+"""Detection heads: [yolo] (v3, with AlexeyAB's options), [region] (v2) and [detection] (v1).
 
 In eval mode each returns what Darknet stores in ``l.output``; in training mode the raw input
 reshaped the same way, so that losses can work on logits.
 """
 from __future__ import annotations
 
+import logging
+import math
+
 import torch
 from torch import nn
 
 from ..registry import LayerSpec, register
+
+log = logging.getLogger(__name__)
 
 
 def read_anchors(s, count):
@@ -28,7 +33,20 @@ def check_channels(s, ctx, per_anchor, n):
                       f"{n} anchors x {per_anchor} = {per_anchor * n}", "classes")
 
 
+def scale_xy(v, scale_x_y):
+    """AlexeyAB's ``scal_add_cpu(scale_x_y, -0.5*(scale_x_y - 1))`` on the x, y offsets (float32
+    factors, as the C passes them); nothing when the option is absent."""
+    if scale_x_y == 1:
+        return v
+    alpha = torch.tensor(scale_x_y, dtype=torch.float32)  # l.scale_x_y is a float
+    beta = torch.tensor(-0.5 * (alpha.item() - 1), dtype=torch.float32)
+    return v * alpha.to(v.dtype) + beta.to(v.dtype)
+
+
 class Yolo(nn.Module):
+    # AlexeyAB's defaults; a pjreddie cfg sets none of them, so its numbers are unchanged
+    scale_x_y, new_coords, nms_kind, beta_nms, alexeyab = 1.0, 0, "default", 0.6, False
+
     def __init__(self, n, classes, anchors, mask, settings):
         super().__init__()
         self.n, self.classes = n, classes
@@ -40,13 +58,87 @@ class Yolo(nn.Module):
     def forward(self, x):
         b, _, h, w = x.shape
         x = x.view(b, self.n, 5 + self.classes, h, w)
-        if self.training:
-            return x
-        return torch.cat([torch.sigmoid(x[:, :, :2]), x[:, :, 2:4], torch.sigmoid(x[:, :, 4:])], 2)
+        return x if self.training else self.activate(x)
+
+    def activate(self, x):
+        """``l.output`` from the raw (batch, n, 5 + classes, h, w) input."""
+        if self.new_coords:  # the conv before already applied the logistic (YOLOv4-csp, YOLOv7)
+            return torch.cat([scale_xy(x[:, :, :2], self.scale_x_y), x[:, :, 2:]], 2)
+        xy = scale_xy(torch.sigmoid(x[:, :, :2]), self.scale_x_y)
+        return torch.cat([xy, x[:, :, 2:4], torch.sigmoid(x[:, :, 4:])], 2)
 
 
-@register("yolo")
-def build_yolo(s, ctx):
+IOU_KINDS = ("iou", "giou", "diou", "ciou")
+NMS_KINDS = ("default", "greedynms", "diounms")
+# AlexeyAB reads these only to print them or for tracking, which is not computed here
+ALEXEYAB_IGNORED = ("track_history_size", "sim_thresh", "dets_for_track", "dets_for_show",
+                    "track_ciou_norm")
+# keys AlexeyAB's shipped cfgs put in these sections that its parser never reads (it only warns)
+NOT_READ_BY_DARKNET = {"yolo": ("beta1", "uc_normalizer"), "Gaussian_yolo": ("beta1",)}
+
+
+def read_choice(s, key, default, choices):
+    """A string option of a fixed set. AlexeyAB maps an unknown value to a default without a word;
+    here it is an error."""
+    value = s.str(key, default)
+    if value not in choices:
+        raise s.error(f"expected one of {', '.join(choices)}, got '{value}'", key)
+    return value
+
+
+def classes_multipliers(s, classes, max_delta):
+    """``get_classes_multipliers``: max(count) / count per class (counts below 1 read as 1), capped
+    at ``max_delta``; None without ``counters_per_class``."""
+    if not s.has("counters_per_class"):
+        s.ignore("counters_per_class")
+        return None
+    counts = s.ints("counters_per_class")
+    if len(counts) != classes:
+        raise s.error(f"{len(counts)} values for classes={classes}", "counters_per_class")
+    counts = [max(c, 1) for c in counts]
+    top = max(counts)
+    return [min(float(torch.tensor(top / c, dtype=torch.float32)), max_delta) for c in counts]
+
+
+def alexeyab_settings(s, classes, gaussian=False):
+    """The options AlexeyAB's parse_yolo / parse_gaussian_yolo read beyond pjreddie's, with its
+    defaults, or {} when a [yolo] sets none of them: such a head stays pjreddie's (inference and
+    training); one that sets any trains as AlexeyAB's forward_yolo_layer."""
+    keys = ("scale_x_y", "new_coords", "iou_loss", "iou_normalizer", "obj_normalizer", "cls_normalizer",
+            "delta_normalizer", "max_delta", "iou_thresh_kind", "iou_thresh", "label_smooth_eps",
+            "objectness_smooth", "beta_nms", "nms_kind", "resize", "focal_loss", "counters_per_class",
+            "show_details")
+    alexeyab = gaussian or any(s.has(k) for k in keys + ALEXEYAB_IGNORED)
+    s.ignore(*ALEXEYAB_IGNORED)
+    for key in NOT_READ_BY_DARKNET["Gaussian_yolo" if gaussian else "yolo"]:
+        if s.has(key):
+            log.warning("%s", s.error("is not read by Darknet's parser either; ignored", key))
+            s.ignore(key)
+    if s.has("embedding_layer"):
+        raise s.error("tracking embeddings are not supported", "embedding_layer")
+    max_delta = s.float("max_delta", math.inf)  # FLT_MAX: no clipping
+    settings = dict(
+        alexeyab=alexeyab, scale_x_y=s.float("scale_x_y", 1.0),
+        iou_loss=read_choice(s, "iou_loss", "mse", ("mse",) + IOU_KINDS),
+        iou_normalizer=s.float("iou_normalizer", 0.75), obj_normalizer=s.float("obj_normalizer", 1.0),
+        cls_normalizer=s.float("cls_normalizer", 1.0), delta_normalizer=s.float("delta_normalizer", 1.0),
+        max_delta=max_delta, classes_multipliers=classes_multipliers(s, classes, max_delta),
+        iou_thresh_kind=read_choice(s, "iou_thresh_kind", "iou", IOU_KINDS),
+        iou_thresh=s.float("iou_thresh", 1.0), label_smooth_eps=s.float("label_smooth_eps", 0.0),
+        objectness_smooth=s.int("objectness_smooth", 0), beta_nms=s.float("beta_nms", 0.6),
+        nms_kind=read_choice(s, "nms_kind", "default", NMS_KINDS + (("cornersnms",) if gaussian else ())),
+        resize=s.float("resize", 1.0), show_details=s.int("show_details", 1))
+    if gaussian:
+        settings.update(uc_normalizer=s.float("uc_normalizer", 1.0),
+                        yolo_point=read_choice(s, "yolo_point", "center", ("center", "left_top", "right_bottom")))
+    else:
+        settings.update(new_coords=s.int("new_coords", 0), focal_loss=s.int("focal_loss", 0))
+    return settings if alexeyab else {}
+
+
+def read_yolo(s, ctx, entries, gaussian=False):
+    """What [yolo] and [Gaussian_yolo] share: ``(classes, anchors, mask, settings)``; ``entries``
+    is the number of box + objectness values per anchor before the classes."""
     classes = s.int("classes", 20)
     total = s.int("num", 1)
     if classes < 1 or total < 1:
@@ -56,12 +148,19 @@ def build_yolo(s, ctx):
         if not 0 <= m < total:
             raise s.error(f"mask entry {m} is not an anchor index 0..{total - 1}", "mask")
     anchors = read_anchors(s, 2 * total)
-    check_channels(s, ctx, 5 + classes, len(mask))
-    settings = dict(max_boxes=s.int("max", 90), jitter=s.float("jitter", 0.2),
+    check_channels(s, ctx, entries + classes, len(mask))
+    extra = alexeyab_settings(s, classes, gaussian)
+    settings = dict(max_boxes=s.int("max", 200 if extra else 90), jitter=s.float("jitter", 0.2),
                     ignore_thresh=s.float("ignore_thresh", 0.5), truth_thresh=s.float("truth_thresh", 1.0),
-                    random=s.float("random", 0.0))
+                    random=s.float("random", 0.0), **extra)
     if s.has("map"):
         raise s.error("class maps are not supported", "map")
+    return classes, anchors, mask, settings
+
+
+@register("yolo")
+def build_yolo(s, ctx):
+    classes, anchors, mask, settings = read_yolo(s, ctx, 5)
     n = len(mask)
     return LayerSpec("yolo", (ctx.prev_index,), ctx.prev,
                      lambda: Yolo(n, classes, anchors, mask, settings), label="yolo", is_head=True)

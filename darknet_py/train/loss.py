@@ -19,6 +19,7 @@ from typing import NamedTuple
 import torch
 
 from ..errors import DarknetError
+from ..layers.gaussian_yolo import GaussianYolo
 from ..layers.heads import Detection, Region, Yolo
 
 REGION_MAX_TRUTHS = 30  # pjreddie's forward_region_layer reads at most 30 truths per image
@@ -305,11 +306,17 @@ def region_delta(layer, x, truths, seen, label_smoothing=0.0):
 
 
 def head_delta(layer, x, truths, net_w, net_h, seen, label_smoothing=0.0):
-    """Darknet's delta and printed figures for any trainable head."""
+    """Darknet's delta and printed figures for any trainable head (AlexeyAB's [yolo] when the
+    section sets any of its options)."""
+    if isinstance(layer, Yolo) and layer.alexeyab:
+        from .yolo_alexeyab import yolo_delta_alexeyab  # it builds on this module's helpers
+        return yolo_delta_alexeyab(layer, x, truths, net_w, net_h, label_smoothing)
     if isinstance(layer, Yolo):
         return yolo_delta(layer, x, truths, net_w, net_h, label_smoothing)
     if isinstance(layer, Region):
         return region_delta(layer, x, truths, seen, label_smoothing)
     if isinstance(layer, Detection):
         raise DarknetError("training [detection] (YOLOv1) heads is not supported")
+    if isinstance(layer, GaussianYolo):
+        raise DarknetError("training [Gaussian_yolo] heads is not supported (inference only)")
     raise DarknetError(f"{type(layer).__name__} is not a detection head")

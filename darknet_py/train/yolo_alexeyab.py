@@ -1,0 +1,342 @@
+"""AlexeyAB's forward_yolo_layer training branch (src/yolo_layer.c, box.c), vectorised.
+
+Where it differs from pjreddie's (loss.py): the no-object delta is kept only for cells whose
+class outputs are all <= 0.25 or whose best IoU is <= ignore_thresh; box deltas accumulate
+(``+=``) and are MSE scaled by ``iou_normalizer`` or the IoU/GIoU/DIoU/CIoU gradient of
+``dx_box_iou`` (clipped by ``max_delta``); every truth also trains the masked anchors whose
+shape matches it better than ``iou_thresh``, after which box deltas are divided by the number
+of positive class deltas of their cell; objectness and classes have their normalizers, label
+smoothing (``y * (1 - eps) + eps / 2``), ``objectness_smooth``, ``focal_loss`` and
+``counters_per_class``; ``new_coords`` boxes are ``(2 x)^2 * anchor``.
+
+Darknet computes these deltas against ``l.output`` (activated, x and y scaled by ``scale_x_y``)
+and hands them unchanged to the layer before, as the gradient of its input; the GPU build
+multiplies them by ``delta_normalizer`` there (applied here to the returned delta, not to the
+printed cost).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from ..errors import DarknetError
+from .loss import (_best_truth, _first_best, _grid, _rank_in_cell, _read_truths, HeadStats, box_iou)
+
+MATCH_THRESH = 0.25  # compare_yolo_class: a cell "matches" when any class output exceeds this
+FOCAL_ALPHA = 0.5
+
+
+def _enclosing(ax, ay, aw, ah, bx, by, bw, bh):
+    """box_c: width and height of the smallest box holding both."""
+    cw = torch.maximum(ax + aw / 2, bx + bw / 2) - torch.minimum(ax - aw / 2, bx - bw / 2)
+    ch = torch.maximum(ay + ah / 2, by + bh / 2) - torch.minimum(ay - ah / 2, by - bh / 2)
+    return cw, ch
+
+
+def iou_of(kind, a, b):
+    """box_iou / box_giou / box_diou / box_ciou of AlexeyAB's box.c (its box_iou is 0 where the
+    intersection or the union is)."""
+    iou = box_iou(*a, *b)
+    iou = torch.where(torch.isfinite(iou), iou, 0)
+    if kind == "iou":
+        return iou
+    cw, ch = _enclosing(*a, *b)
+    if kind == "giou":
+        c = cw * ch
+        union = a[2] * a[3] + b[2] * b[3] - box_iou_intersection(a, b)
+        return torch.where(c == 0, iou, iou - (c - union) / c)
+    c = cw * cw + ch * ch
+    d = (a[0] - b[0]) * (a[0] - b[0]) + (a[1] - b[1]) * (a[1] - b[1])
+    if kind == "diou":
+        return torch.where(c == 0, iou, iou - torch.pow((d / c).double(), 0.6).float())
+    ar = (torch.atan((b[2] / b[3]).double()) - torch.atan((a[2] / a[3]).double()))
+    ar_loss = (4 / (math.pi * math.pi) * ar * ar).float()
+    alpha = (ar_loss / ((1 - iou + ar_loss).double() + 0.000001)).float()
+    return torch.where(c == 0, iou, iou - (d / c + alpha * ar_loss))
+
+
+def box_iou_intersection(a, b):
+    w = torch.minimum(a[0] + a[2] / 2, b[0] + b[2] / 2) - torch.maximum(a[0] - a[2] / 2, b[0] - b[2] / 2)
+    h = torch.minimum(a[1] + a[3] / 2, b[1] + b[3] / 2) - torch.maximum(a[1] - a[3] / 2, b[1] - b[3] / 2)
+    return torch.where((w < 0) | (h < 0), 0, w * h)
+
+
+def dx_box_iou(pred, truth, kind):
+    """box.c's dx_box_iou: the gradient of IoU (or GIoU/DIoU/CIoU) with respect to the predicted
+    x, y, w, h, as (dx, dy, dw, dh)."""
+    px, py, pw, ph = pred
+    tx, ty, tw, th = truth
+    top, bot, left, right = py - ph / 2, py + ph / 2, px - pw / 2, px + pw / 2
+    pt, pb = torch.minimum(top, bot), torch.maximum(top, bot)
+    pl, pr = torch.minimum(left, right), torch.maximum(left, right)
+    t_top, t_bot, t_left, t_right = ty - th / 2, ty + th / 2, tx - tw / 2, tx + tw / 2
+    X = (pb - pt) * (pr - pl)
+    Xhat = (t_bot - t_top) * (t_right - t_left)
+    Ih = torch.minimum(pb, t_bot) - torch.maximum(pt, t_top)
+    Iw = torch.minimum(pr, t_right) - torch.maximum(pl, t_left)
+    I = Iw * Ih
+    U = X + Xhat - I
+    S = (px - tx) * (px - tx) + (py - ty) * (py - ty)
+    gcw = torch.maximum(pr, t_right) - torch.minimum(pl, t_left)
+    gch = torch.maximum(pb, t_bot) - torch.minimum(pt, t_top)
+    gc = gcw * gch
+    zero = torch.zeros_like(px)
+    dX = (-(pr - pl), pr - pl, -(pb - pt), pb - pt)  # t, b, l, r
+    dI = (torch.where(pt > t_top, -Iw, zero), torch.where(pb < t_bot, Iw, zero),
+          torch.where(pl > t_left, -Ih, zero), torch.where(pr < t_right, Ih, zero))
+    dU = [x - i for x, i in zip(dX, dI)]
+    dC = (torch.where(pt < t_top, -gcw, zero), torch.where(pb > t_bot, gcw, zero),
+          torch.where(pl < t_left, -gch, zero), torch.where(pr > t_right, gch, zero))
+    p = [torch.where(U > 0, (U * i - I * u) / (U * U), zero) for i, u in zip(dI, dU)]
+    p[0] = torch.where(top < bot, p[0], p[1])  # corner selection; p_db and p_dr keep their values
+    p[2] = torch.where(left < right, p[2], p[3])
+    apart = (Iw <= 0) | (Ih <= 0)
+    if kind == "giou":
+        term = [(gc * u - U * c) / (gc * gc) for u, c in zip(dU, dC)]
+        p = [torch.where(apart, t, torch.where(gc > 0, v + t, v)) for v, t in zip(p, term)]
+    ct, cb = torch.minimum(py - ph / 2, ty - th / 2), torch.maximum(py + ph / 2, ty + th / 2)
+    cl, cr = torch.minimum(px - pw / 2, tx - tw / 2), torch.maximum(px + pw / 2, tx + tw / 2)
+    cw, ch = cr - cl, cb - ct
+    C = cw * cw + ch * ch
+    one = torch.ones_like(px)
+    dcw_dx = torch.where(pr > t_right, one, zero) - torch.where(pl < t_left, one, zero)
+    dcw_dw = torch.where(pr > t_right, one / 2, zero) - torch.where(pl < t_left, -one / 2, zero)
+    dch_dy = torch.where(pb > t_bot, one, zero) - torch.where(pt < t_top, one, zero)
+    dch_dh = torch.where(pb > t_bot, one / 2, zero) - torch.where(pt < t_top, -one / 2, zero)
+    d = [p[2] + p[3], p[0] + p[1], p[3] - p[2], p[1] - p[0]]  # dx, dy, dw, dh
+    if kind in ("diou", "ciou"):
+        term = [(2 * (tx - px) * C - (2 * cw * dcw_dx) * S) / (C * C),
+                (2 * (ty - py) * C - (2 * ch * dch_dy) * S) / (C * C),
+                (2 * cw * dcw_dw) * S / (C * C), (2 * ch * dch_dh) * S / (C * C)]
+        if kind == "ciou":
+            ar = torch.atan((tw / th).double()) - torch.atan((pw / ph).double())
+            ar_loss = (4 / (math.pi * math.pi) * ar * ar).float()
+            alpha = (ar_loss / ((1 - I / U + ar_loss).double() + 0.000001)).float()
+            term[2] = term[2] + alpha * (8 / (math.pi * math.pi) * ar * ph.double()).float()
+            term[3] = term[3] + alpha * (-8 / (math.pi * math.pi) * ar * pw.double()).float()
+        d = [torch.where(apart, t, torch.where(C > 0, v + t, v)) for v, t in zip(d, term)]
+    return d
+
+
+class _Write:
+    """What the truth loop writes at K cells (one row per write, in Darknet's order)."""
+
+    def __init__(self, box, obj, full, single, own, out_obj, iou, giou):
+        self.box, self.obj, self.full, self.single = box, obj, full, single
+        self.own, self.out_obj, self.iou, self.giou = own, out_obj, iou, giou
+
+
+def _pred_boxes(layer, out, cj, ci, anchor_w, anchor_h, lw, lh, net_w, net_h):
+    """get_yolo_box for the given outputs (K, 4)."""
+    x, y = (ci + out[:, 0]) / lw, (cj + out[:, 1]) / lh
+    if layer.new_coords:
+        w = out[:, 2] * out[:, 2] * 4 * anchor_w / net_w
+        h = out[:, 3] * out[:, 3] * 4 * anchor_h / net_h
+    else:
+        w = torch.exp(out[:, 2]) * anchor_w / net_w
+        h = torch.exp(out[:, 3]) * anchor_h / net_h
+    return x, y, w, h
+
+
+def _box_delta(layer, truth, out, ci, cj, anchor_w, anchor_h, lw, lh, net_w, net_h, normalizer, weight):
+    """delta_yolo_box (accumulate=1): the (K, 4) delta to add, and the IoU and GIoU of the prediction."""
+    pred = _pred_boxes(layer, out, cj, ci, anchor_w, anchor_h, lw, lh, net_w, net_h)
+    iou, giou = iou_of("iou", pred, truth), iou_of("giou", pred, truth)
+    if layer.iou_loss == "mse":
+        scale = 2 - truth[2] * truth[3]
+        if layer.new_coords:
+            tw, th = torch.sqrt(truth[2] * net_w / (4 * anchor_w)), torch.sqrt(truth[3] * net_h / (4 * anchor_h))
+        else:
+            tw, th = torch.log(truth[2] * net_w / anchor_w), torch.log(truth[3] * net_h / anchor_h)
+        goal = (truth[0] * lw - ci, truth[1] * lh - cj, tw, th)
+        d = [scale * (g - out[:, k]) * normalizer for k, g in enumerate(goal)]
+    else:
+        pw, ph = (torch.where(v == 0, 1, v) for v in pred[2:])  # avoid nan in dx_box_iou
+        d = dx_box_iou((pred[0], pred[1], pw, ph), truth, layer.iou_loss)
+        if not layer.new_coords:  # exp() of the w, h outputs; new_coords applies no factor
+            d[2], d[3] = d[2] * torch.exp(out[:, 2]), d[3] * torch.exp(out[:, 3])
+        d = [torch.nan_to_num(v * normalizer, nan=0.0, posinf=0.0, neginf=0.0) for v in d]  # fix_nan_inf
+        if math.isfinite(layer.max_delta):
+            d = [v.clamp(-layer.max_delta, layer.max_delta) for v in d]
+    return torch.stack(d, 1) * weight[:, None], iou, giou
+
+
+def _smoothed_targets(eps):
+    """``y * (1 - eps) + 0.5 * eps`` for y = 1 and 0, as the C computes it (float eps, the
+    half in double)."""
+    e = float(np.float32(eps))
+    one_minus = float(np.float32(1 - e))
+    return float(np.float32(one_minus + 0.5 * e)), float(np.float32(0.5 * e))
+
+
+def _class_writes(layer, cls_out, cls, weight, multiplier, eps):
+    """delta_yolo_class: the whole-vector delta, and the own-class delta used when that entry
+    already holds a delta."""
+    classes = cls_out.shape[1]
+    own = cls_out.gather(1, cls[:, None]).squeeze(1)
+    pos, neg = _smoothed_targets(eps) if eps else (1.0, 0.0)
+    single = (pos - own) * multiplier
+    onehot = torch.nn.functional.one_hot(cls, classes).to(cls_out.dtype)
+    if layer.focal_loss:
+        pt = own + 1e-15
+        grad = -(1 - pt) * (2 * pt * torch.log(pt) + pt - 1)
+        full = (onehot - cls_out) * (FOCAL_ALPHA * grad)[:, None]
+    else:
+        full = onehot * pos + (1 - onehot) * neg - cls_out
+        if layer.classes_multipliers is not None:
+            full = torch.where(onehot.bool(), full * (multiplier * layer.cls_normalizer)[:, None], full)
+    return full * weight[:, None], single * weight, own
+
+
+def training_problems(layer):
+    """Options of an AlexeyAB head that training here does not implement (None when all are)."""
+    if getattr(layer, "resize", 1.0) != 1.0:
+        return f"resize={layer.resize} (AlexeyAB's random resizing augmentation) is not implemented"
+    if layer.random not in (0.0, 1.0):
+        return f"random={layer.random} (AlexeyAB's scale range) is not implemented; use random=1 or 0"
+    return None
+
+
+def yolo_delta_alexeyab(layer, x, truths, net_w, net_h, label_smoothing=0.0):
+    """``(delta, stats)`` of AlexeyAB's forward_yolo_layer for raw ``x`` (batch, n, 5 + classes,
+    h, w). ``label_smoothing`` applies only when the cfg sets no ``label_smooth_eps``."""
+    problem = training_problems(layer)
+    if problem:
+        raise DarknetError(f"training this [yolo]: {problem}")
+    eps = layer.label_smooth_eps or label_smoothing
+    x = x.detach()
+    b, n, _, lh, lw = x.shape
+    out = layer.activate(x)
+    t, valid, tcls = _read_truths(truths, layer.max_boxes, layer.classes, x)
+    anchors = torch.tensor(layer.anchors, dtype=x.dtype, device=x.device)
+    mask = torch.tensor(layer.mask, device=x.device)
+    mult_table = torch.tensor(layer.classes_multipliers or [1.0] * layer.classes, dtype=x.dtype, device=x.device)
+    gi, gj = _grid(x)
+    obj = out[:, :, 4]
+    total = len(layer.anchors)
+
+    def writes_at(cb, cn, cj, ci, anchor, truth, cls):
+        weight, truth = truth[:, 5], tuple(truth.T[:4])
+        mult = mult_table[cls]
+        o = out[cb, cn, :, cj, ci]
+        box, iou, giou = _box_delta(layer, truth, o[:, :4], ci, cj, anchors[anchor, 0], anchors[anchor, 1],
+                                    lw, lh, net_w, net_h, layer.iou_normalizer * mult, weight)
+        full, single, own = _class_writes(layer, o[:, 5:], cls, weight, mult, eps)
+        obj_delta = mult * layer.obj_normalizer * (1 - o[:, 4]) * weight
+        return _Write(box, obj_delta, full, single, own, o[:, 4], iou, giou)
+
+    # loop 1: every cell against its image's truths
+    all_w = (torch.exp(out[:, :, 2]) if not layer.new_coords else out[:, :, 2] * out[:, :, 2] * 4)
+    all_h = (torch.exp(out[:, :, 3]) if not layer.new_coords else out[:, :, 3] * out[:, :, 3] * 4)
+    aw, ah = anchors[mask, 0].view(1, n, 1, 1), anchors[mask, 1].view(1, n, 1, 1)
+    best_iou, best_t = _best_truth((gi + out[:, :, 0]) / lw, (gj + out[:, :, 1]) / lh,
+                                   all_w * aw / net_w, all_h * ah / net_h, t, valid)
+    match = (out[:, :, 5:] > MATCH_THRESH).any(2)
+    best_match = torch.where(match, best_iou, 0)
+    delta = torch.zeros_like(x)
+    no_obj = layer.obj_normalizer * (0 - obj)
+    ignored = best_match > layer.ignore_thresh
+    if layer.objectness_smooth:
+        delta[:, :, 4] = torch.where(ignored, torch.maximum(no_obj, layer.obj_normalizer * (best_match - obj)), no_obj)
+    else:
+        delta[:, :, 4] = torch.where(ignored, 0, no_obj)
+    hb, hn, hj, hi = (best_iou > layer.truth_thresh).nonzero(as_tuple=True)
+    if hb.numel():
+        ht = best_t[hb, hn, hj, hi]
+        hit = writes_at(hb, hn, hj, hi, mask[hn], t[hb, ht], tcls[hb, ht])
+        o = obj[hb, hn, hj, hi]
+        biou = best_iou[hb, hn, hj, hi]
+        goal = biou * biou if layer.objectness_smooth else torch.ones_like(o)
+        delta[hb, hn, 4, hj, hi] = layer.obj_normalizer * (goal - o)
+        full = hit.full
+        if layer.objectness_smooth:
+            cls = tcls[hb, ht]
+            own = out[hb, hn, 5 + cls, hj, hi]
+            full = full.scatter(1, cls[:, None], (mult_table[cls] * (biou * biou - own))[:, None])
+        delta[hb, hn, 5:, hj, hi] = full
+        delta[hb, hn, :4, hj, hi] += hit.box
+
+    # loop 2: each truth at its cell with its best anchor (if masked), then every other masked
+    # anchor whose shape IoU of kind iou_thresh_kind exceeds iou_thresh
+    zero = x.new_zeros(())
+    anchor_w, anchor_h = anchors[:, 0] / net_w, anchors[:, 1] / net_h
+    shape_iou = box_iou(zero, zero, anchor_w, anchor_h, zero, zero, t[..., 2, None], t[..., 3, None])
+    best_n = _first_best(shape_iou, valid[..., None])[1]
+    mask_of = [-1] * total
+    for k in reversed(range(n)):  # int_index: the first mask entry naming the anchor
+        mask_of[layer.mask[k]] = k
+    mask_of = torch.tensor(mask_of, device=x.device)
+    every = torch.arange(total, device=x.device)
+    masked = (mask_of >= 0)[None, None, :]
+    best = masked & (every == best_n[..., None])
+    extra = masked & (every != best_n[..., None])
+    if layer.iou_thresh < 1:
+        kind_iou = iou_of(layer.iou_thresh_kind, (zero, zero, anchor_w, anchor_h),
+                          (zero, zero, t[..., 2, None], t[..., 3, None]))
+        extra &= kind_iou > layer.iou_thresh
+    else:
+        extra = torch.zeros_like(extra)
+    chosen = (best | extra) & valid[..., None]
+    wb, wt, wn = chosen.nonzero(as_tuple=True)  # (image, truth, anchor) in Darknet's order...
+    order = torch.argsort(((wb * t.shape[1] + wt) * (total + 1) + torch.where(best[wb, wt, wn], 0, wn + 1)),
+                          stable=True)  # ...the best anchor first, then the others by index
+    wb, wt, wn = wb[order], wt[order], wn[order]
+    cells = (wb, mask_of[wn], (t[wb, wt, 1] * lh).long().clamp_(0, lh - 1),
+             (t[wb, wt, 0] * lw).long().clamp_(0, lw - 1))
+    writes = writes_at(*cells, wn, t[wb, wt], tcls[wb, wt])
+    _apply(delta, cells, writes, tcls[wb, wt], bool(layer.objectness_smooth))
+
+    if layer.iou_thresh < 1:  # averages_yolo_deltas where the objectness delta is not 0
+        positives = (delta[:, :, 5:] > 0).sum(2, keepdim=True)
+        divide = (delta[:, :, 4:5] != 0) & (positives > 0)
+        delta[:, :, :4] = torch.where(divide, delta[:, :, :4] / positives.clamp(min=1), delta[:, :, :4])
+
+    stats = _stats(layer, x, delta, writes, obj)
+    if layer.delta_normalizer != 1:
+        delta = delta * layer.delta_normalizer
+    return delta, stats
+
+
+def _apply(delta, cells, writes, cls, smooth):
+    """Apply the truth loop's writes in Darknet's order, one write per cell per round: box
+    deltas add up, the objectness delta is overwritten (with objectness_smooth only where it is
+    still 0), and a class entry that already holds a delta gets only the own-class value."""
+    b, n, j, i = cells
+    _, cell_n, _, lh, lw = delta.shape
+    rank = _rank_in_cell(((b * cell_n + n) * lh + j) * lw + i)
+    rounds = int(rank.max()) + 1 if rank.numel() else 0
+    for r in range(rounds):
+        s = (rank == r).nonzero().squeeze(1)
+        at_b, at_n, at_j, at_i = b[s], n[s], j[s], i[s]
+        delta[at_b, at_n, :4, at_j, at_i] += writes.box[s]
+        current = delta[at_b, at_n, 4, at_j, at_i]
+        delta[at_b, at_n, 4, at_j, at_i] = torch.where(current == 0, writes.obj[s], current) if smooth \
+            else writes.obj[s]
+        classes = delta[at_b, at_n, 5:, at_j, at_i]
+        own_set = classes.gather(1, cls[s, None]).squeeze(1) != 0
+        kept = classes.scatter(1, cls[s, None], writes.single[s, None])
+        delta[at_b, at_n, 5:, at_j, at_i] = torch.where(own_set[:, None], kept, writes.full[s])
+
+
+def _stats(layer, x, delta, writes, obj):
+    """HeadStats as AlexeyAB counts them; ``cost`` is its l.cost (show_details=1: for IoU losses
+    the mean IoU loss times iou_normalizer plus obj_normalizer times the non-box delta^2)."""
+    b, n, _, lh, lw = x.shape
+    count = writes.iou.numel()
+    per = 1 / count if count else 0.0
+    total_sq = delta.square().sum(dtype=torch.float64)
+    if layer.show_details and layer.iou_loss != "mse":
+        non_box = delta[:, :, 4:].square().sum(dtype=torch.float64)
+        losses = (1 - writes.giou) if layer.iou_loss == "giou" else (1 - writes.iou)
+        cost = layer.iou_normalizer * losses.sum(dtype=torch.float64) / max(count, 1) \
+            + layer.obj_normalizer * non_box
+    else:
+        cost = total_sq
+    sums = torch.stack([writes.iou.sum(), writes.own.sum(), writes.out_obj.sum(), obj.sum(),
+                        (writes.iou > .5).sum(), (writes.iou > .75).sum()]).double()
+    avg_iou, avg_cat, avg_obj, avg_anyobj, recall, recall75 = sums.tolist()
+    return HeadStats(avg_iou=avg_iou * per, cls=avg_cat * per, obj=avg_obj * per,
+                     no_obj=avg_anyobj / (lw * lh * n * b), recall50=recall * per, recall75=recall75 * per,
+                     count=count, cost=float(cost))
