@@ -133,6 +133,14 @@ def test_two_levels_and_fast_precision(tmp_path):
     torch.testing.assert_close(fast, exact, rtol=0.05, atol=0.05)
 
 
+def test_sync_group_reaches_every_inner_convolution(tmp_path):
+    """The trainer's --sync-bn sets ``sync_group`` on each layer that has it."""
+    layer = asff_net(tmp_path, "from=-1,-2,-3\nlevel=0\n").layers[3]
+    group = object()
+    layer.sync_group = group
+    assert layer.sync_group is group and all(conv.sync_group is group for conv in layer.convs())
+
+
 def test_parameter_count_and_flops_are_the_modules(tmp_path):
     """The planner's counts (before any module exists) equal the built module's tensors, and
     its FLOPs Darknet's 2 * weights * output cells of every inner convolution."""
