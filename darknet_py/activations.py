@@ -1,4 +1,10 @@
-"""Darknet's activation functions by their cfg names (``activations.h`` of both forks)."""
+"""Darknet's activation functions by their cfg names (``activations.h`` of both forks).
+
+``ACTIVATIONS`` are element-wise. ``CHANNEL_ACTIVATIONS`` (AlexeyAB's ``normalize_channels*``)
+normalise each pixel across the channels (dim 1); AlexeyAB applies them only in
+[convolutional] (``activate_array_normalize_channels*``), so only builders that allow them
+(``read_activation(..., channelwise=True)``) accept them.
+"""
 from __future__ import annotations
 
 import torch
@@ -20,6 +26,20 @@ def _mish(x):
     # AlexeyAB's softplus with threshold 20: x itself above 20, exp(x) below -20.
     sp = torch.where(x > 20, x, torch.where(x < -20, torch.exp(x), torch.log1p(torch.exp(x))))
     return x * torch.tanh(sp)
+
+
+def _normalize_channels(x):
+    # activate_array_normalize_channels: x / (0.0001 + sum of the positive x) where x > 0, else 0.
+    positive = torch.clamp(x, min=0)
+    return positive / (0.0001 + positive.sum(1, keepdim=True))
+
+
+def _normalize_channels_softmax(x, use_max_val):
+    # activate_array_normalize_channels_softmax: exp(x - m) / (0.0001 + sum exp(x - m)), where
+    # m is the channel maximum (``_maxval``) or 0.
+    shift = x.amax(1, keepdim=True) if use_max_val else 0
+    e = torch.exp(x - shift)
+    return e / (0.0001 + e.sum(1, keepdim=True))
 
 
 ACTIVATIONS = {
@@ -46,6 +66,13 @@ ACTIVATIONS = {
 }
 
 
+CHANNEL_ACTIVATIONS = {
+    "normalize_channels": _normalize_channels,
+    "normalize_channels_softmax": lambda x: _normalize_channels_softmax(x, False),
+    "normalize_channels_softmax_maxval": lambda x: _normalize_channels_softmax(x, True),
+}
+
+
 _INPLACE = {
     "linear": lambda x: x,
     "leaky": lambda x: F.leaky_relu_(x, 0.1),
@@ -61,7 +88,7 @@ class Activation(nn.Module):
     def __init__(self, name: str):
         super().__init__()
         self.name = name
-        self.fn = ACTIVATIONS[name]
+        self.fn = ACTIVATIONS.get(name) or CHANNEL_ACTIVATIONS[name]
 
     def forward(self, x):
         return self.fn(x)
@@ -75,10 +102,14 @@ class Activation(nn.Module):
         return self.name
 
 
-def read_activation(section, default: str) -> str:
-    """The section's ``activation``; an unknown name is an error listing the known ones."""
+def read_activation(section, default: str, channelwise: bool = False) -> str:
+    """The section's ``activation``; an unknown name is an error listing the known ones, and so
+    is a channel-normalising one where the section does not allow it."""
     name = section.str("activation", default)
-    if name not in ACTIVATIONS:
-        raise section.error(f"unknown activation '{name}' (known: {', '.join(sorted(ACTIVATIONS))})",
-                            "activation")
+    if name in CHANNEL_ACTIVATIONS and not channelwise:
+        raise section.error(f"'{name}' normalises across channels; AlexeyAB's Darknet applies it only "
+                            "in [convolutional]", "activation")
+    if name not in ACTIVATIONS and name not in CHANNEL_ACTIVATIONS:
+        known = sorted([*ACTIVATIONS, *(CHANNEL_ACTIVATIONS if channelwise else ())])
+        raise section.error(f"unknown activation '{name}' (known: {', '.join(known)})", "activation")
     return name

@@ -1,13 +1,33 @@
 """The ``[net]`` section as a typed config, with Darknet's names and defaults (``parse_net_options``)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from .cfg import Section
 
 # Darknet's policies, plus ``cosine`` (this project's extension: Bag of Freebies' cosine decay
 # after the burn_in warm-up; Darknet itself would fall back to constant on it).
 POLICIES = ("constant", "step", "exp", "poly", "steps", "sigmoid", "random", "sgdr", "cosine")
+
+# Which fork's arithmetic to reproduce where the two differ (this project's [net] option ``fork``;
+# Darknet itself would list it as an unused field). pjreddie: batch norm divides by
+# ``sqrt(var) + 1e-6``; a one-layer [shortcut] from a layer of another width and height adds
+# at a stride (``shortcut_cpu``). alexeyab: ``sqrt(var + 1e-5)`` (AlexeyAB's CUDA and cuDNN
+# builds, which trained the published yolov4 weights; its CPU-only build adds 1e-6 instead,
+# a relative difference of about 5e-6 / var); the shortcut adds the first outputs element by
+# element (``shortcut_multilayer_cpu``). AlexeyAB-only sections behave as AlexeyAB's either way.
+FORKS = ("pjreddie", "alexeyab")
+
+# [net] options AlexeyAB's parse_net_options reads beyond pjreddie's, with its defaults (mostly
+# training switches: augmentation, EMA, memory). They are kept, typed, in NetConfig.
+ALEXEYAB_NET_OPTIONS = (
+    "track", "augment_speed", "try_fix_nan", "weights_reject_freq", "equidistant_point",
+    "badlabels_rejection_percentage", "num_sigmas_reject_badlabels", "ema_alpha", "use_cuda_graph",
+    "loss_scale", "dynamic_minibatch", "optimized_memory", "workspace_size_limit_MB", "flip", "blur",
+    "gaussian_noise", "mixup", "cutmix", "mosaic", "letter_box", "mosaic_bound", "contrastive",
+    "contrastive_jit_flip", "contrastive_color", "unsupervised", "label_smooth_eps", "resize_step",
+    "attention", "adversarial_lr", "max_chart_loss", "show_receptive_field", "max_epochs",
+)
 
 
 @dataclass(frozen=True)
@@ -50,6 +70,42 @@ class NetConfig:
     learning_rate_min: float = 0.00001
     sgdr_cycle: int = 0
     sgdr_mult: int = 2
+    seq_scales: tuple[float, ...] = ()
+    fork: str = "pjreddie"
+    # AlexeyAB (ALEXEYAB_NET_OPTIONS)
+    track: int = 0
+    augment_speed: int = 2
+    sequential_subdivisions: int = 1   # defaults to subdivisions, at most subdivisions
+    try_fix_nan: int = 0
+    weights_reject_freq: int = 0
+    equidistant_point: int = 0
+    badlabels_rejection_percentage: float = 0.0
+    num_sigmas_reject_badlabels: float = 0.0
+    ema_alpha: float = 0.0
+    use_cuda_graph: int = 0
+    loss_scale: float = 1.0
+    dynamic_minibatch: int = 0
+    optimized_memory: int = 0
+    workspace_size_limit_MB: float = 1024.0
+    flip: int = 1
+    blur: int = 0
+    gaussian_noise: int = 0
+    mixup: int = 0      # as written; AlexeyAB then sets 2 for cutmix, 3 for mosaic, 4 for both
+    cutmix: int = 0
+    mosaic: int = 0
+    letter_box: int = 0
+    mosaic_bound: int = 0
+    contrastive: int = 0
+    contrastive_jit_flip: int = 0
+    contrastive_color: int = 0
+    unsupervised: int = 0
+    label_smooth_eps: float = 0.0
+    resize_step: float = 32.0
+    attention: int = 0
+    adversarial_lr: float = 0.0
+    max_chart_loss: float = 20.0
+    show_receptive_field: int = 0
+    max_epochs: int = 0   # in Gaussian_yolov3_BDD.cfg; neither fork's parser reads it
 
     @classmethod
     def from_section(cls, s: Section) -> "NetConfig":
@@ -74,6 +130,12 @@ class NetConfig:
             max_batches=s.int("max_batches", 0),
             learning_rate_min=s.float("learning_rate_min", 0.00001),
         )
+        kw.update(_alexeyab_options(s, cls))
+        kw["sequential_subdivisions"] = min(s.int("sequential_subdivisions", kw["subdivisions"], minimum=1),
+                                            kw["subdivisions"])
+        kw["fork"] = s.str("fork", "pjreddie")
+        if kw["fork"] not in FORKS:
+            raise s.error(f"unknown fork '{kw['fork']}' (known: {', '.join(FORKS)})", "fork")
         kw["sgdr_cycle"] = s.int("sgdr_cycle", kw["max_batches"])
         kw["sgdr_mult"] = s.int("sgdr_mult", 2)
         kw["max_ratio"] = s.float("max_ratio", kw["max_crop"] / width)
@@ -96,11 +158,23 @@ class NetConfig:
             if len(steps) != len(scales):
                 raise s.error(f"{len(steps)} steps but {len(scales)} scales", "scales")
             kw.update(steps=tuple(steps), scales=tuple(scales))
+            if s.has("seq_scales"):
+                seq_scales = s.floats("seq_scales")
+                if len(seq_scales) != len(steps):
+                    raise s.error(f"{len(steps)} steps but {len(seq_scales)} seq_scales", "seq_scales")
+                kw["seq_scales"] = tuple(seq_scales)
         elif policy in ("exp", "sigmoid"):
             kw["gamma"] = s.float("gamma", 1.0)
             if policy == "sigmoid":
                 kw["step"] = s.int("step", 1)
         # Darknet reads these only for their own policy and lists the rest as unused; they stay
         # harmless leftovers when a run switches policy (``--set policy=poly``).
-        s.ignore("step", "scale", "steps", "scales", "gamma")
+        s.ignore("step", "scale", "steps", "scales", "seq_scales", "gamma")
         return cls(**kw)
+
+
+def _alexeyab_options(s: Section, cls) -> dict:
+    """ALEXEYAB_NET_OPTIONS read with the type and default of their NetConfig field."""
+    defaults = {f.name: f.default for f in fields(cls)}
+    read = {int: s.int, float: s.float}
+    return {name: read[type(defaults[name])](name, defaults[name]) for name in ALEXEYAB_NET_OPTIONS}

@@ -9,6 +9,8 @@ from torch import nn
 
 # pjreddie's CPU normalize_cpu: (x - mean) / (sqrt(var) + .000001f). The oracle was built with it.
 BN_EPS = 0.000001
+# AlexeyAB's normalize_kernel and cuDNN batch norm: (x - mean) / sqrt(var + .00001f) (netcfg.FORKS).
+ALEXEYAB_BN_EPS = 0.00001
 
 
 @dataclass
@@ -34,17 +36,23 @@ class BatchNormMixin:
     with ``subdivisions`` > 1 the statistics are those of each mini-batch).
     """
 
+    fork = "pjreddie"  # whose denominator: set per layer from [net] ``fork`` (netcfg.FORKS)
+
+    def bn_denominator(self, var):
+        """``sqrt(var) + 1e-6`` (pjreddie) or ``sqrt(var + 1e-5)`` (AlexeyAB)."""
+        return (var + ALEXEYAB_BN_EPS).sqrt() if self.fork == "alexeyab" else var.sqrt() + BN_EPS
+
     def _init_bn(self, n: int):
         self.scales = nn.Parameter(torch.empty(n))
         self.register_buffer("rolling_mean", torch.empty(n))
         self.register_buffer("rolling_variance", torch.empty(n))
 
     def _batch_norm(self, x, biases):
-        """``scales * (x - mean) / (sqrt(var) + 1e-6) + biases``, per channel (dim 1)."""
+        """``scales * (x - mean) / bn_denominator(var) + biases``, per channel (dim 1)."""
         if not self.training:
-            # One fused pass: F.batch_norm with eps=0 and var' = (sqrt(var) + 1e-6)^2 divides
-            # by Darknet's denominator (to float rounding).
-            denominator = (self.rolling_variance.sqrt() + BN_EPS).square()
+            # One fused pass: F.batch_norm with eps=0 and var' = denominator^2 divides by
+            # Darknet's denominator (to float rounding).
+            denominator = self.bn_denominator(self.rolling_variance).square()
             return F.batch_norm(x, self.rolling_mean, denominator, self.scales, biases, False, 0.0, 0.0)
         view = (1, -1) + (1,) * (x.dim() - 2)
         dims = (0,) + tuple(range(2, x.dim()))
@@ -53,7 +61,7 @@ class BatchNormMixin:
             self.rolling_mean.mul_(0.99).add_(0.01 * mean)
             self.rolling_variance.mul_(0.99).add_(0.01 * var)
         # per-channel scale and shift, applied in one fused pass (in the input's dtype under autocast)
-        scale = self.scales / (var.sqrt() + BN_EPS)
+        scale = self.scales / self.bn_denominator(var)
         shift = biases - mean * scale
         return torch.addcmul(shift.to(x.dtype).view(view), x, scale.to(x.dtype).view(view))
 

@@ -9,7 +9,7 @@ from torch import nn
 
 from ..activations import Activation, read_activation
 from ..registry import LayerSpec, Shape, register
-from .base import BN_EPS, BatchNormMixin, Blob, refuse_unsupported
+from .base import BatchNormMixin, Blob, refuse_unsupported
 
 
 def out_size(section, key, size_in, kernel, stride, padding_total):
@@ -37,16 +37,59 @@ def _darknet_init(layer, fan_in):
         layer.rolling_variance.fill_(1.0)
 
 
-class Convolutional(BatchNormMixin, nn.Module):
-    def __init__(self, c, n, size, stride, padding, groups, batch_normalize, activation):
+class Blur(nn.Module):
+    """AlexeyAB's ``antialiasing``: a fixed depthwise blur that takes over the layer's stride
+    (``make_convolutional_layer`` / ``make_maxpool_layer`` build it as ``l.input_layer``). Its
+    weights are constants, never stored in a weights file."""
+
+    def __init__(self, kind, stride):
         super().__init__()
-        self.stride, self.padding, self.groups = stride, padding, groups
+        if kind == 2:
+            kernel = torch.full((2, 2), 1 / 4)
+        else:
+            kernel = torch.tensor([[1.0, 2.0, 1.0], [2.0, 4.0, 2.0], [1.0, 2.0, 1.0]]) / 16
+        self.register_buffer("kernel", kernel, persistent=False)
+        self.padding = self.geometry(kind)[1]
+        self.stride = stride
+
+    @staticmethod
+    def geometry(kind):
+        """(size, padding) of the blur: 2x2 unpadded for antialiasing=2, else 3x3 padded by 1."""
+        return (2, 0) if kind == 2 else (3, 1)
+
+    def forward(self, x):
+        c = x.shape[1]
+        k = self.kernel.to(x.dtype).expand(c, 1, *self.kernel.shape).contiguous()
+        return F.conv2d(x, k, None, self.stride, self.padding, 1, c)
+
+
+def set_fork(module, fork):
+    """The module with batch norm following ``fork`` (netcfg.FORKS)."""
+    module.fork = fork
+    return module
+
+
+class Convolutional(BatchNormMixin, nn.Module):
+    """Darknet's convolution; AlexeyAB adds ``stride_x``/``stride_y`` (``stride`` is (y, x)),
+    ``dilation`` (padding scaled by it, as ``im2col_cpu_ext``), ``antialiasing`` (stride 1, then
+    a :class:`Blur` with the stride) and ``share_index`` (``share``: another [convolutional]
+    whose weights, biases and batch norm this one uses and stores nothing of its own)."""
+
+    def __init__(self, c, n, size, stride, padding, groups, batch_normalize, activation,
+                 dilation=1, antialiasing=0):
+        super().__init__()
+        self.stride = stride if isinstance(stride, tuple) else (stride, stride)
+        self.dilation, self.padding, self.groups = dilation, padding * dilation, groups
         self.batch_normalize = batch_normalize
         self.weights = nn.Parameter(torch.empty(n, c // groups, size, size))
         self.biases = nn.Parameter(torch.empty(n))
         if batch_normalize:
             self._init_bn(n)
         self.activation = Activation(activation)
+        self.blur = None
+        if antialiasing:
+            self.blur = Blur(antialiasing, self.stride)
+            self.stride = (1, 1)
 
     def reset_parameters(self):
         """Darknet's initialisation: weights ~ N(0, 2 / fan_in), zero biases, unit BN."""
@@ -61,14 +104,14 @@ class Convolutional(BatchNormMixin, nn.Module):
         w, b = self.weights, self.biases
         self.bn_apart = self.batch_normalize and not fold
         if self.batch_normalize and fold:
-            factor = self.scales / (self.rolling_variance.sqrt() + BN_EPS)
+            factor = self.scales / self.bn_denominator(self.rolling_variance)
             w, b = w * factor.view(-1, 1, 1, 1), b - self.rolling_mean * factor
         w, b = w.to(dtype).contiguous(memory_format=torch.channels_last), b.to(dtype)
         self.folded, self.packed = (w, b), None
         if w.device.type != "cpu" or input_shape is None:
             return
         attr, scalars = ("none", []) if self.bn_apart else _ONEDNN_POSTOPS.get(self.activation.name, ("none", []))
-        geometry = ([self.padding] * 2, [self.stride] * 2, [1, 1], self.groups)
+        geometry = ([self.padding] * 2, list(self.stride), [self.dilation] * 2, self.groups)
         try:
             packed = torch._C._nn.mkldnn_reorder_conv2d_weight(
                 w.to_mkldnn(), *geometry, [1, input_shape.c, input_shape.h, input_shape.w])
@@ -83,7 +126,7 @@ class Convolutional(BatchNormMixin, nn.Module):
             x = torch.ops.mkldnn._convolution_pointwise(x, *self.packed, "")
             fused = self.packed[-2] != "none"
         else:
-            x = F.conv2d(x, w, None if self.bn_apart else b, self.stride, self.padding, 1, self.groups)
+            x = self._conv(x, w, None if self.bn_apart else b)
         if self.bn_apart:
             x = self._batch_norm(x, self.biases)
         return x if fused else self.activation.inplace(x)
@@ -91,15 +134,17 @@ class Convolutional(BatchNormMixin, nn.Module):
     folded = packed = None
     bn_apart = False
 
+    def _conv(self, x, weights, biases):
+        return F.conv2d(x, weights, biases, self.stride, self.padding, self.dilation, self.groups)
+
     def forward(self, x):
         if self.folded is not None and not torch.is_grad_enabled() and not self.training:
-            return self._forward_inference(x)
-        if self.batch_normalize:
-            x = self._batch_norm(F.conv2d(x, self.weights, None, self.stride, self.padding, 1, self.groups),
-                                 self.biases)
+            x = self._forward_inference(x)
+        elif self.batch_normalize:
+            x = self.activation(self._batch_norm(self._conv(x, self.weights, None), self.biases))
         else:
-            x = F.conv2d(x, self.weights, self.biases, self.stride, self.padding, 1, self.groups)
-        return self.activation(x) if torch.is_grad_enabled() else self.activation.inplace(x)
+            x = self.activation(self._conv(x, self.weights, self.biases))
+        return x if self.blur is None else self.blur(x)
 
     def blobs(self):
         bn = self._bn_blobs() if self.batch_normalize else []
@@ -111,7 +156,12 @@ def build_convolutional(s, ctx):
     inp = ctx.prev
     n = s.int("filters", 1, minimum=1)
     size = s.int("size", 1, minimum=1)
+    # parse_convolutional: stride_x/stride_y (AlexeyAB) each fall back to stride
+    stride_x, stride_y = s.int("stride_x", -1), s.int("stride_y", -1)
     stride = s.int("stride", 1, minimum=1)
+    stride_x, stride_y = (stride_x if stride_x >= 1 else stride), (stride_y if stride_y >= 1 else stride)
+    dilation = s.int("dilation", 1, minimum=1) if size > 1 else 1
+    s.ignore("dilation")
     padding = s.int("padding", 0, minimum=0)
     if s.int("pad", 0):
         padding = size // 2
@@ -119,18 +169,38 @@ def build_convolutional(s, ctx):
     if inp.c % groups or n % groups:
         raise s.error(f"input channels {inp.c} and filters {n} must both divide by groups={groups}", "groups")
     bn = bool(s.int("batch_normalize", 0))
-    act = read_activation(s, "logistic")
-    refuse_unsupported(s, "binary", "xnor", "flipped")
-    s.ignore("dot")  # a training-time penalty between filters, unused at inference
-    out = Shape(n, out_size(s, "size", inp.h, size, stride, 2 * padding),
-                out_size(s, "size", inp.w, size, stride, 2 * padding))
+    act = read_activation(s, "logistic", channelwise=True)
+    antialiasing = s.int("antialiasing", 0, minimum=0)
+    refuse_unsupported(s, "binary", "xnor", "flipped", "cbn", "bin_output", "sway", "rotate", "stretch",
+                       "stretch_sway", "grad_centr", "coordconv", "assisted_excitation", "reverse")
+    if s.has("share_index"):
+        raise s.error("sharing another layer's weights is not supported by darknet_py", "share_index")
+    # a training-time penalty between filters; GPU stream hints; angle only serves sway/rotate
+    s.ignore("dot", "stream", "wait_stream", "angle")
+    out_h = out_size(s, "size", inp.h, size, 1 if antialiasing else stride_y, 2 * padding)
+    out_w = out_size(s, "size", inp.w, size, 1 if antialiasing else stride_x, 2 * padding)
+    if dilation > 1 and 2 * padding != size - 1:
+        # Darknet sizes the output as if undilated, im2col_cpu_ext fills it dilated: they agree
+        # only when the padding is (size - 1) / 2.
+        raise s.error(f"dilation={dilation} needs pad=1 or padding=(size-1)/2 with an odd size "
+                      f"(size={size}, padding={padding}): Darknet's output size and its im2col disagree",
+                      "dilation")
     k = size * size * inp.c // groups
+    flops = 2.0 * n * k * out_h * out_w
+    if antialiasing:
+        blur, blur_pad = Blur.geometry(antialiasing)
+        out_h = out_size(s, "antialiasing", out_h, blur, stride_y, 2 * blur_pad)
+        out_w = out_size(s, "antialiasing", out_w, blur, stride_x, 2 * blur_pad)
+        flops += 2.0 * n * blur * blur * out_h * out_w
+    out = Shape(n, out_h, out_w)
+    fork = ctx.net.fork
+    strides = f"/{stride_x:2d}" if stride_x == stride_y else f"/{stride_x}x{stride_y}"
     return LayerSpec(
         "convolutional", (ctx.prev_index,), out,
-        lambda: Convolutional(inp.c, n, size, stride, padding, groups, bn, act),
-        n_params=n * (k + 1 + 3 * bn),
-        flops=2.0 * n * k * out.h * out.w,
-        label="conv", detail=f"{n:5d} {size:2d} x{size:2d} /{stride:2d}")
+        lambda: set_fork(Convolutional(inp.c, n, size, (stride_y, stride_x), padding, groups, bn, act,
+                                       dilation, antialiasing), fork),
+        n_params=n * (k + 1 + 3 * bn), flops=flops,
+        label="conv", detail=f"{n:5d} {size:2d} x{size:2d} {strides}")
 
 
 class Connected(BatchNormMixin, nn.Module):
@@ -164,9 +234,10 @@ def build_connected(s, ctx):
     outputs = s.int("output", 1, minimum=1)
     bn = bool(s.int("batch_normalize", 0))
     act = read_activation(s, "logistic")
+    fork = ctx.net.fork
     return LayerSpec(
         "connected", (ctx.prev_index,), Shape(outputs, 1, 1),
-        lambda: Connected(inputs, outputs, bn, act),
+        lambda: set_fork(Connected(inputs, outputs, bn, act), fork),
         n_params=outputs * (inputs + 1 + 3 * bn), flops=2.0 * inputs * outputs,
         label="conn", detail=f"{inputs:5d} -> {outputs}")
 
@@ -219,7 +290,8 @@ def build_local(s, ctx):
 
 
 class BatchNorm(BatchNormMixin, nn.Module):
-    """Standalone [batchnorm]: its biases exist but are never stored in a weights file."""
+    """Standalone [batchnorm]. pjreddie's files hold its scales, mean and variance; AlexeyAB's
+    (``save_batchnorm_weights``) hold its biases first."""
 
     def __init__(self, c):
         super().__init__()
@@ -233,11 +305,13 @@ class BatchNorm(BatchNormMixin, nn.Module):
         return self._batch_norm(x, self.biases)
 
     def blobs(self):
-        return self._bn_blobs()
+        biases = [Blob("biases", self.biases)] if self.fork == "alexeyab" else []
+        return [*biases, *self._bn_blobs()]
 
 
 @register("batchnorm")
 def build_batchnorm(s, ctx):
     inp = ctx.prev
-    return LayerSpec("batchnorm", (ctx.prev_index,), inp, lambda: BatchNorm(inp.c),
+    fork = ctx.net.fork
+    return LayerSpec("batchnorm", (ctx.prev_index,), inp, lambda: set_fork(BatchNorm(inp.c), fork),
                      n_params=4 * inp.c, label="batchnorm")

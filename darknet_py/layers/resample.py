@@ -61,20 +61,35 @@ def reorg_gather(c, h, w, stride, reverse):
 
 
 class Reorg(nn.Module):
-    def __init__(self, stride, reverse):
+    """``reorg_cpu`` as a gather. pjreddie's [reorg] (AlexeyAB's ``reorg_old``) passes it the
+    input's (w, h, c); AlexeyAB's [reorg3d] passes the output's (``output_dims``), which makes
+    the forward direction a true space-to-depth."""
+
+    def __init__(self, stride, reverse, output_dims=False):
         super().__init__()
-        self.stride, self.reverse = stride, reverse
+        self.stride, self.reverse, self.output_dims = stride, reverse, output_dims
         self._gather = {}  # per input shape and device; rebuilt, never saved
 
     def forward(self, x):
-        b = x.shape[0]
-        c, h, w = (int(v) for v in x.shape[1:])  # ints also when traced for ONNX export
+        b, c, h, w = x.shape
         s = self.stride
+        out = (c // (s * s), h * s, w * s) if self.reverse else (c * s * s, h // s, w // s)
         key = (c, h, w, x.device)
         if key not in self._gather:
-            self._gather[key] = reorg_gather(c, h, w, s, self.reverse).to(x.device)
-        out = (c // (s * s), h * s, w * s) if self.reverse else (c * s * s, h // s, w // s)
+            dims = out if self.output_dims else (c, h, w)
+            self._gather[key] = reorg_gather(*dims, s, self.reverse).to(x.device)
         return x.flatten(1).index_select(1, self._gather[key]).view(b, *out)
+
+
+def _reorg_shape(s, inp, stride, reverse):
+    if reverse:
+        if inp.c % (stride * stride):
+            raise s.error(f"reverse reorg needs channels ({inp.c}) divisible by stride^2", "stride")
+        return Shape(inp.c // (stride * stride), inp.h * stride, inp.w * stride)
+    if inp.h % stride or inp.w % stride or inp.c % (stride * stride):
+        raise s.error(f"reorg of {inp} by {stride} needs width, height and channels/stride^2 "
+                      "to divide evenly", "stride")
+    return Shape(inp.c * stride * stride, inp.h // stride, inp.w // stride)
 
 
 @register("reorg")
@@ -85,14 +100,19 @@ def build_reorg(s, ctx):
     refuse_unsupported(s, "flatten", "extra")
     if stride < 1:
         raise s.error(f"must be >= 1, got {stride}", "stride")
-    if reverse:
-        if inp.c % (stride * stride):
-            raise s.error(f"reverse reorg needs channels ({inp.c}) divisible by stride^2", "stride")
-        out = Shape(inp.c // (stride * stride), inp.h * stride, inp.w * stride)
-    else:
-        if inp.h % stride or inp.w % stride or inp.c % (stride * stride):
-            raise s.error(f"reorg of {inp} by {stride} needs width, height and channels/stride^2 "
-                          "to divide evenly", "stride")
-        out = Shape(inp.c * stride * stride, inp.h // stride, inp.w // stride)
+    out = _reorg_shape(s, inp, stride, reverse)
     return LayerSpec("reorg", (ctx.prev_index,), out, lambda: Reorg(stride, reverse),
                      label="reorg", detail=f"            / {stride}")
+
+
+@register("reorg3d")
+def build_reorg3d(s, ctx):
+    inp = ctx.prev
+    stride = s.int("stride", 1, minimum=1)
+    reverse = bool(s.int("reverse", 0))
+    out = _reorg_shape(s, inp, stride, reverse)
+    if reverse and out.c % (stride * stride):
+        # reorg_cpu on the output's dims reads c / stride^2 of them: a permutation only if it divides
+        raise s.error(f"reverse reorg3d needs channels ({inp.c}) divisible by stride^4", "stride")
+    return LayerSpec("reorg3d", (ctx.prev_index,), out, lambda: Reorg(stride, reverse, output_dims=True),
+                     label="reorg3d", detail=f"            / {stride}")
