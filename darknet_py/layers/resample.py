@@ -110,9 +110,16 @@ def build_reorg3d(s, ctx):
     inp = ctx.prev
     stride = s.int("stride", 1, minimum=1)
     reverse = bool(s.int("reverse", 0))
-    out = _reorg_shape(s, inp, stride, reverse)
-    if reverse and out.c % (stride * stride):
-        # reorg_cpu on the output's dims reads c / stride^2 of them: a permutation only if it divides
-        raise s.error(f"reverse reorg3d needs channels ({inp.c}) divisible by stride^4", "stride")
+    ss = stride * stride
+    # reorg_cpu on the output's dims reads out_c / stride^2 channels: a permutation only when
+    # that divides; forward, that is the input's channel count, so only the size must divide.
+    if reverse:
+        if inp.c % (ss * ss):
+            raise s.error(f"reverse reorg3d needs channels ({inp.c}) divisible by stride^4", "stride")
+        out = Shape(inp.c // ss, inp.h * stride, inp.w * stride)
+    else:
+        if inp.h % stride or inp.w % stride:
+            raise s.error(f"reorg3d of {inp} by {stride} needs width and height divisible by it", "stride")
+        out = Shape(inp.c * ss, inp.h // stride, inp.w // stride)
     return LayerSpec("reorg3d", (ctx.prev_index,), out, lambda: Reorg(stride, reverse, output_dims=True),
                      label="reorg3d", detail=f"            / {stride}")
