@@ -243,6 +243,114 @@ def cmd_convert(args):
     print(f"wrote {dst}")
 
 
+def cmd_calc_anchors(args):
+    """AlexeyAB's ``detector calc_anchors``: k-means (1 - IoU) anchors of the train= labels."""
+    from pathlib import Path
+
+    from .anchors import calc_anchors
+    from .datafile import DataConfig
+    from .train.dataset import open_dataset
+    print(f"num_of_clusters = {args.num_of_clusters}, width = {args.width}, height = {args.height}")
+    source = open_dataset(DataConfig.from_file(args.data), "train")
+    result = calc_anchors(source, args.num_of_clusters, args.width, args.height, seed=args.seed)
+    print(f"read labels from {len(source)} images: {result.boxes} boxes")
+    print(f"k-means iterations = {result.rounds}")
+    print(f"avg IoU = {result.avg_iou:2.2f} %")
+    print(result.line(args.width))
+    Path(args.out).write_text(result.values(args.width))
+    print(f"saved anchors to {args.out}")
+
+
+def cmd_export_onnx(args):
+    from .export import export_onnx
+    from .model import load
+    net = load(args.cfg, args.weights, width=args.width, height=args.height, device="cpu")
+    names = export_onnx(net, args.output, opset=args.opset)
+    c, h, w = net.net_input_shape.c, net.net_input_shape.h, net.net_input_shape.w
+    print(f"wrote {args.output}: input (batch, {c}, {h}, {w}), outputs {', '.join(names)}, opset {args.opset}")
+
+
+def _write_png(path, image) -> None:
+    import cv2
+    if not cv2.imwrite(str(path), image):
+        raise DarknetError(f"{path}: cannot write the PNG")
+
+
+def cmd_show_batch(args):
+    """A grid of the augmented samples ``detector train`` would start with, boxes drawn."""
+    from .plots import batch_grid, training_batch
+    images, truths, trainer = training_batch(args.data, args.cfg, overrides=args.set, seed=args.seed,
+                                             mixup=args.mixup, count=args.images)
+    _write_png(args.out, batch_grid(images.numpy(), truths.numpy(), trainer.data.names, trainer.data.classes))
+    boxes = int((truths[..., 2] > 0).sum())
+    print(f"wrote {args.out}: {len(images)} images of {images.shape[3]} x {images.shape[2]}, {boxes} boxes")
+
+
+def cmd_plot_lr(args):
+    """The learning rate of every update 1..max_batches under the cfg's policy."""
+    from .model import Darknet
+    from .plots import lr_chart
+    from .train.schedule import rate_curve
+    net = Darknet(args.cfg, overrides=args.set, init=False).net
+    if net.max_batches <= 0:
+        raise DarknetError(f"{args.cfg}: max_batches must be set (e.g. --set max_batches=500)")
+    rates = rate_curve(net, args.seed)
+    title = (f"learning rate: policy={net.policy}, learning_rate={net.learning_rate:g}, burn_in={net.burn_in}, "
+             f"max_batches={net.max_batches}")
+    _write_png(args.out, lr_chart(rates, title)[0])
+    print(f"wrote {args.out}: rate from {rates.min():g} to {rates.max():g} over {len(rates)} updates")
+
+
+def _add_set(p) -> None:
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a [net] option, e.g. --set max_batches=6 --set width=128 (repeatable)")
+
+
+def _add_calc_anchors(p) -> None:
+    p.add_argument("data", help=".data file; its train= labels are clustered")
+    p.add_argument("-num_of_clusters", "--num-of-clusters", type=int, default=5, help="number of anchors (5)")
+    p.add_argument("-width", "--width", type=int, required=True, help="network width in pixels")
+    p.add_argument("-height", "--height", type=int, required=True, help="network height in pixels")
+    p.add_argument("-out", "--out", default="anchors.txt", help="file for the anchors (Darknet: anchors.txt)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random initial centres")
+    p.set_defaults(func=cmd_calc_anchors)
+
+
+def add_tool_parsers(sub, detector) -> None:
+    """calc_anchors (also as ``detector calc_anchors``), export onnx, show-batch, plot-lr."""
+    text = "k-means anchors of the train= labels, as AlexeyAB's calc_anchors"
+    _add_calc_anchors(sub.add_parser("calc_anchors", aliases=["calc-anchors"], help=text))
+    _add_calc_anchors(detector.add_parser("calc_anchors", help=text))
+
+    export = sub.add_parser("export", help="export a network to other formats").add_subparsers(
+        dest="format", required=True)
+    p = export.add_parser("onnx", help="ONNX (opset 17, dynamic batch axis) through torch.onnx")
+    p.add_argument("cfg")
+    p.add_argument("weights")
+    p.add_argument("output", help="the .onnx file to write")
+    p.add_argument("--width", type=int, help="override [net] width (the exported size is fixed)")
+    p.add_argument("--height", type=int, help="override [net] height")
+    p.add_argument("--opset", type=int, default=17)
+    p.set_defaults(func=cmd_export_onnx)
+
+    p = sub.add_parser("show-batch", help="a PNG grid of one augmented training batch with its boxes")
+    p.add_argument("data")
+    p.add_argument("cfg")
+    p.add_argument("--out", default="batch.png")
+    _add_set(p)
+    p.add_argument("--mixup", type=float, default=0.0, metavar="P", help="as detector train --mixup")
+    p.add_argument("--seed", type=int, default=0, help="as detector train --seed")
+    p.add_argument("--images", type=int, help="how many samples (default: one mini-batch, batch/subdivisions)")
+    p.set_defaults(func=cmd_show_batch)
+
+    p = sub.add_parser("plot-lr", help="a PNG of the learning rate over max_batches")
+    p.add_argument("cfg")
+    p.add_argument("--out", default="lr.png")
+    _add_set(p)
+    p.add_argument("--seed", type=int, default=0, help="seed of policy=random's draws (as detector train)")
+    p.set_defaults(func=cmd_plot_lr)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="darknet-py", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log diagnostics")
@@ -270,8 +378,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("data")
     p.add_argument("cfg")
     p.add_argument("weights", nargs="?", help="initial weights: a whole file, or a cut one (darknet53.conv.74)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a [net] option, e.g. --set max_batches=6 --set width=128 (repeatable)")
+    _add_set(p)
     p.add_argument("-clear", "--clear", action="store_true", help="start at seen=0 (iteration 0)")
     p.add_argument("--backup", help="checkpoint folder (default: backup= of the .data file)")
     p.add_argument("--seed", type=int, default=0, help="seed of image order and augmentation")
@@ -314,6 +421,8 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--chart", help="precision-recall chart PNG (default pr_chart.png)")
         else:
             p.add_argument("--out", default="results.json")
+
+    add_tool_parsers(sub, detector)
 
     p = sub.add_parser("partial", help="the first N layers of a weights file, as Darknet's partial")
     p.add_argument("cfg")

@@ -21,6 +21,13 @@ def get_color(c: int, x: int, max_value: int) -> float:
     return float((1 - ratio) * _COLORS[i][c] + ratio * _COLORS[j % 6][c])
 
 
+def class_colour(cls: int, classes: int) -> tuple[int, int, int]:
+    """The BGR colour Darknet draws a class in: ``get_color`` at offset ``class * 123457 % classes``."""
+    offset = cls * 123457 % classes
+    rgb = [get_color(c, offset, classes) for c in (2, 1, 0)]
+    return tuple(int(255 * v) for v in (rgb[2], rgb[1], rgb[0]))
+
+
 def labels(det, thresh):
     """Per box: (index, [(class, prob), ...]) for classes above thresh, Darknet's order."""
     out = []
@@ -46,10 +53,7 @@ def draw_detections(bgr: np.ndarray, det, thresh: float, names: list[str]) -> np
     classes = det.probs.shape[1]
     thickness = max(1, int(h * 0.006))
     for i, hits in labels(det, thresh):
-        first = hits[0][0]
-        offset = first * 123457 % classes
-        rgb = [get_color(c, offset, classes) for c in (2, 1, 0)]
-        colour = tuple(int(255 * v) for v in (rgb[2], rgb[1], rgb[0]))
+        colour = class_colour(hits[0][0], classes)
         left, top, right, bot = pixel_box(det.boxes[i], w, h)
         cv2.rectangle(out, (left, top), (right, bot), colour, thickness)
         text = ", ".join(names[j] if j < len(names) else str(j) for j, _ in hits)

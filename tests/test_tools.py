@@ -1,14 +1,21 @@
-"""Tool verbs: partial (Darknet's cut) and convert (.weights <-> .pt)."""
+"""Tool verbs: partial, convert, calc_anchors, export onnx, show-batch, plot-lr."""
 from __future__ import annotations
 
 import struct
+from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 import torch
 
+from darknet_py.anchors import calc_anchors, initial_centers, kmeans
+from darknet_py.cfg import parse_cfg_text
 from darknet_py.cli import main
+from darknet_py.datafile import DataConfig
 from darknet_py.errors import WeightsError
 from darknet_py.model import Darknet
+from darknet_py.train.dataset import open_dataset
 from darknet_py.weights import Header, expected_size
 
 from conftest import CFG
@@ -53,3 +60,151 @@ def test_convert_refuses_a_state_dict_of_another_cfg(weights_for, tmp_path):
         load_state_dict(Darknet(CFG / "yolov3-tiny.cfg", init=False), tmp_path / "bad.pt")
     assert main(["convert", str(CFG / "yolov3.cfg"), str(tmp_path / "bad.pt"), str(tmp_path / "x.weights")]) == 1
     assert not (tmp_path / "x.weights").exists()
+
+
+# -- calc_anchors --------------------------------------------------------------------------------
+
+def darknet_kmeans(points, start):
+    """Literal transcription of AlexeyAB's do_kmeans (matrix.c) from given start indices, in
+    float32 scalars: closest_center, kmeans_expectation, kmeans_maximization."""
+    f = np.float32
+    data = [[f(w), f(h)] for w, h in points]
+    centers = [list(data[i]) for i in start]
+    k = len(centers)
+
+    def dist(x, y):
+        mw = x[0] if x[0] < y[0] else y[0]
+        mh = x[1] if x[1] < y[1] else y[1]
+        inter = f(mw * mh)
+        un = f(f(f(x[0] * x[1]) + f(y[0] * y[1])) - inter)
+        return f(f(1) - f(inter / un))
+
+    def closest(d):
+        best, best_dist = 0, dist(d, centers[0])
+        for j in range(k):
+            nd = dist(d, centers[j])
+            if nd < best_dist:
+                best_dist, best = nd, j
+        return best
+
+    assignments = [0] * len(data)
+
+    def expectation():
+        converged = True
+        for i, d in enumerate(data):
+            c = closest(d)
+            if c != assignments[i]:
+                converged = False
+            assignments[i] = c
+        return converged
+
+    def maximization():
+        old = [list(c) for c in centers]
+        counts = [0] * k
+        for c in centers:
+            c[0] = c[1] = f(0)
+        for i, d in enumerate(data):
+            counts[assignments[i]] += 1
+            for j in range(2):
+                centers[assignments[i]][j] = f(centers[assignments[i]][j] + d[j])
+        for i in range(k):
+            if counts[i]:
+                for j in range(2):
+                    centers[i][j] = f(centers[i][j] / f(counts[i]))
+        for i in range(k):
+            for j in range(2):
+                if centers[i][j] == 0:
+                    centers[i][j] = old[i][j]
+
+    if k == 1:
+        maximization()
+    rounds = 0
+    while rounds < 1000 and not expectation():
+        maximization()
+        rounds += 1
+    return np.array(centers, np.float32), rounds
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+@pytest.mark.parametrize("k", [1, 4, 9])
+def test_kmeans_equals_darknets_loop(seed, k):
+    rng = np.random.default_rng(100 + seed)
+    points = (rng.random((80, 2)) * [300, 200] + 4).astype(np.float32)
+    centers, _, rounds = kmeans(points, k, seed)
+    expected, expected_rounds = darknet_kmeans(points, initial_centers(len(points), k, seed))
+    assert rounds == expected_rounds
+    np.testing.assert_array_equal(centers, expected)
+
+
+CLUSTERS = [(16, 24), (64, 48), (160, 200)]  # pixels at 256 x 256; exact in float32
+SPREAD = [(-2, 0), (2, 0), (0, -2), (0, 2), (-1, -1), (1, 1), (-1, 1), (1, -1)]  # mean 0
+
+
+def _dataset(root: Path, boxes_per_image, classes=2, size=(160, 120), grey=128):
+    """A Darknet-layout dataset: grey images in images/, labels in labels/, train.txt, .data."""
+    (root / "images").mkdir(parents=True)
+    (root / "labels").mkdir()
+    lines = []
+    for n, boxes in enumerate(boxes_per_image):
+        image = root / "images" / f"{n:03d}.png"
+        cv2.imwrite(str(image), np.full((size[1], size[0], 3), grey, np.uint8))
+        (root / "labels" / f"{n:03d}.txt").write_text("".join(f"{c} {x} {y} {w} {h}\n" for c, x, y, w, h in boxes))
+        lines.append(str(image))
+    (root / "train.txt").write_text("\n".join(lines) + "\n")
+    (root / "names.txt").write_text("".join(f"class{i}\n" for i in range(classes)))
+    data = root / "set.data"
+    data.write_text(f"classes={classes}\ntrain={root / 'train.txt'}\nnames={root / 'names.txt'}\n"
+                    f"backup={root / 'backup'}\n")
+    return data
+
+
+def _expected_avg_iou(sizes, centers):
+    total = 0.0
+    for w, h in sizes:
+        total += max(min(w, cw) * min(h, ch) / (w * h + cw * ch - min(w, cw) * min(h, ch)) for cw, ch in centers)
+    return 100 * total / len(sizes)
+
+
+def test_calc_anchors_finds_the_cluster_centres(tmp_path, capsys):
+    sizes = [(cw + dw, ch + dh) for cw, ch in CLUSTERS for dw, dh in SPREAD]
+    boxes = [[(i % 2, 0.5, 0.5, w / 256, h / 256)] for i, (w, h) in enumerate(sizes)]
+    boxes[0].append((1, 0.25, 0.25, CLUSTERS[0][0] / 256, CLUSTERS[0][1] / 256))  # two boxes in a file
+    sizes.insert(1, CLUSTERS[0])
+    data = _dataset(tmp_path / "set", boxes)
+    # Darknet starts from k random boxes; with one box of each cluster among them k-means must
+    # end at the cluster means. The first seed whose start has that, by the same rule:
+    cluster = [min(range(3), key=lambda c: abs(256 * w - CLUSTERS[c][0]))  # of each box, file order
+               for image in boxes for _, _, _, w, _ in image]
+    seed = next(s for s in range(100) if len({cluster[i] for i in initial_centers(len(sizes), 3, s)}) == 3)
+    out = tmp_path / "anchors.txt"
+    assert main(["calc_anchors", str(data), "-num_of_clusters", "3", "-width", "256", "-height", "256",
+                 "-out", str(out), "--seed", str(seed)]) == 0
+    text = capsys.readouterr().out
+    line = next(ln for ln in text.splitlines() if ln.startswith("anchors ="))
+    section = parse_cfg_text(f"[yolo]\n{line}\n")[0]
+    assert section.floats("anchors") == [v for c in CLUSTERS for v in c]  # sorted by area
+    assert f"avg IoU = {_expected_avg_iou(sizes, CLUSTERS):.2f} %" in text
+    assert f"{len(sizes)} boxes" in text
+    found = calc_anchors(open_dataset(DataConfig.from_file(data)), 3, 256, 256, seed=seed)
+    np.testing.assert_array_equal(found.centers, np.array(CLUSTERS, np.float32))  # exact, not just printed
+    assert parse_cfg_text(f"[yolo]\nanchors={out.read_text()}\n")[0].floats("anchors") == section.floats("anchors")
+    # seeded: the same run prints the same
+    assert main(["calc-anchors", str(data), "--num-of-clusters", "3", "--width", "256", "--height", "256",
+                 "--out", str(out), "--seed", str(seed)]) == 0
+    assert capsys.readouterr().out == text
+
+
+def test_calc_anchors_scales_by_width_and_height(tmp_path):
+    boxes = [[(0, 0.5, 0.5, 0.25, 0.5)], [(0, 0.5, 0.5, 0.25, 0.5)]]
+    source = open_dataset(DataConfig.from_file(_dataset(tmp_path / "s", boxes)), "train")
+    result = calc_anchors(source, 1, 416, 320)
+    np.testing.assert_array_equal(result.centers, [[104, 160]])
+    assert result.avg_iou == 100.0 and result.line(416) == "anchors = 104,160"
+    assert result.values(32) == "104.0000,160.0000"  # Darknet's %2.4f for width <= 32
+
+
+def test_calc_anchors_needs_as_many_boxes_as_clusters(tmp_path, capsys):
+    data = _dataset(tmp_path / "s", [[(0, 0.5, 0.5, 0.2, 0.2)]] * 2)
+    assert main(["calc_anchors", str(data), "-num_of_clusters", "3", "-width", "416", "-height", "416",
+                 "-out", str(tmp_path / "a.txt")]) == 1
+    assert "3 clusters need at least 3 boxes; the labels hold 2" in capsys.readouterr().err
