@@ -19,8 +19,9 @@ from .errors import CfgError
 log = logging.getLogger(__name__)
 
 _REQUIRED = object()
-_INT = re.compile(r"[+-]?\d+")
-_FLOAT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+_INT = re.compile(r"[+-]?[0-9]+")  # ASCII digits only, as atoi (Python's \d takes any script's)
+_FLOAT = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
+INT_RANGE = (-2**31, 2**31 - 1)  # Darknet's options are C ints
 
 
 @dataclass
@@ -58,9 +59,13 @@ class Section:
     def _number(self, key, text, pattern, convert, kind):
         if not pattern.fullmatch(text):
             raise self.error(f"expected {kind}, got '{self.options[key].value}'", key)
+        if convert is int and len(text.lstrip("+-0")) > 10:  # before int(): no 5000-digit numbers
+            raise self.error(f"{text[:20]}... is outside a C int's range {INT_RANGE}", key)
         value = convert(text)
+        if convert is int and not INT_RANGE[0] <= value <= INT_RANGE[1]:
+            raise self.error(f"{value} is outside a C int's range {INT_RANGE}", key)
         if not math.isfinite(value):
-            raise self.error(f"expected a finite {kind}, got '{text}'", key)
+            raise self.error(f"expected {kind}, got '{text}', which is not finite", key)
         return value
 
     def int(self, key: str, default=_REQUIRED, minimum: int | None = None) -> int:

@@ -15,8 +15,8 @@ from .netcfg import NetConfig
 from .registry import BuildContext, LayerSpec, Shape, builder_for
 from .weights import Header, read_weights, write_weights
 
-DEFAULT_MAX_BYTES = 4 << 30
-PRECISIONS = ("exact", "fast")  # parameters + one image's activations; DARKNET_PY_MAX_BYTES overrides
+DEFAULT_MAX_BYTES = 4 << 30  # parameters + one image's activations; DARKNET_PY_MAX_BYTES overrides
+PRECISIONS = ("exact", "fast")
 
 
 @dataclass(frozen=True)
@@ -44,16 +44,22 @@ class LayerFlags:
                    truth=s.int("truth", 0))
 
 
-def plan_network(sections: list[Section], width=None, height=None):
-    """[net] and every layer's spec, with shapes inferred; nothing is allocated here."""
+def plan_network(sections: list[Section], width=None, height=None, max_bytes=None):
+    """[net] and every layer's spec, with shapes inferred; nothing is allocated here. The
+    memory budget is checked layer by layer, so a hostile cfg is refused at the section where
+    it goes over, before later sections make lists as long as its numbers."""
     if not sections:
         raise CfgError("no sections; a Darknet cfg starts with [net]")
+    max_bytes = budget(max_bytes)
     net_section = sections[0]
     net = NetConfig.from_section(net_section)
     if width is not None or height is not None:
         net = _resized(net, width, height)
     net_section.check_unused()
     input_shape = Shape(net.channels, net.height, net.width)
+    need = Need(input_shape.numel)
+    if need.bytes > max_bytes:
+        raise net_section.error(f"the input alone, {need}, {_over_budget(max_bytes)}")
     specs, flags, shapes = [], [], []
     for index, s in enumerate(sections[1:]):
         ctx = BuildContext(index=index, shapes=shapes, input_shape=input_shape, net=net)
@@ -62,6 +68,9 @@ def plan_network(sections: list[Section], width=None, height=None):
         s.check_unused()
         if min(spec.out.c, spec.out.h, spec.out.w) < 1:
             raise s.error(f"output shape {spec.out} is empty")
+        need.add(spec)
+        if need.bytes > max_bytes:
+            raise s.error(f"layers 0..{index} need {need}, {_over_budget(max_bytes)}")
         spec.where = f"{s.file}:{s.line}"
         specs.append(spec)
         shapes.append(spec.out)
@@ -70,18 +79,63 @@ def plan_network(sections: list[Section], width=None, height=None):
     return net, specs, flags
 
 
+def budget(max_bytes=None) -> int:
+    """The memory budget in bytes: ``max_bytes``, else ``DARKNET_PY_MAX_BYTES``, else 4 GiB."""
+    if max_bytes is not None:
+        return int(max_bytes)
+    text = os.environ.get("DARKNET_PY_MAX_BYTES", "")
+    if not text:
+        return DEFAULT_MAX_BYTES
+    try:
+        return int(text)
+    except ValueError:
+        raise CfgError(f"DARKNET_PY_MAX_BYTES={text!r} is not a number of bytes") from None
+
+
+def _over_budget(max_bytes: int) -> str:
+    return (f"over the budget of {max_bytes / 2**20:.0f} MiB (raise it with max_bytes= or "
+            "DARKNET_PY_MAX_BYTES)")
+
+
+@dataclass
+class Need:
+    """float32 values a network holds: parameters (with buffers), the input image and every
+    layer's output for one image (an upper bound: outputs nobody reads later are freed)."""
+
+    activations: int
+    params: int = 0
+
+    def add(self, spec: LayerSpec) -> None:
+        self.params += spec.n_params
+        self.activations += spec.out.numel
+
+    @property
+    def bytes(self) -> int:
+        return 4 * (self.params + self.activations)
+
+    def __str__(self):
+        return (f"{self.bytes / 2**20:.0f} MiB ({self.params} parameters, {self.activations} "
+                "activation values per image)")
+
+
 def _resized(net, width, height):
     return replace(net, width=width or net.width, height=height or net.height)
 
 
-def check_budget(specs: list[LayerSpec], max_bytes: int, cfg_file) -> None:
-    params = sum(s.n_params for s in specs)
-    activations = sum(s.out.numel for s in specs)
-    need = 4 * (params + activations)
-    if need > max_bytes:
-        raise CfgError(f"needs {need / 2**20:.0f} MiB ({params} parameters, {activations} activation "
-                       f"values per image), over the budget of {max_bytes / 2**20:.0f} MiB "
-                       "(raise it with max_bytes= or DARKNET_PY_MAX_BYTES)", file=cfg_file)
+def check_budget(net: "Darknet", images: int, copies: int, size=None) -> None:
+    """Refuse to run ``images`` at a time when every parameter and activation is held
+    ``copies`` times (training: value, gradient and momentum or a saved intermediate), at
+    ``size`` (width, height; activations scale with the area) or the cfg's own."""
+    area = 1.0 if size is None else max(1.0, size[0] * size[1] / (net.net.width * net.net.height))
+    need = Need(net.net_input_shape.numel)
+    for spec in net.specs:
+        need.add(spec)
+    activations = int(need.activations * area) * images
+    total = 4 * copies * (need.params + activations)
+    if total > net.max_bytes:
+        raise CfgError(f"{images} images at a time at {size or net.input_size} need {total / 2**20:.0f} MiB "
+                       f"({copies} x ({need.params} parameters + {activations} activation values)), "
+                       f"{_over_budget(net.max_bytes)}", file=str(net.cfg_file))
 
 
 class Darknet(nn.Module):
@@ -97,12 +151,11 @@ class Darknet(nn.Module):
         self.cfg_file = Path(cfg)
         sections = parse_cfg(self.cfg_file)
         set_options(sections[0], overrides)
-        self.net, self.specs, self.flags = plan_network(sections, width, height)
-        if max_bytes is None:
-            max_bytes = int(os.environ.get("DARKNET_PY_MAX_BYTES", DEFAULT_MAX_BYTES))
-        check_budget(self.specs, max_bytes, self.cfg_file)
+        self.max_bytes = budget(max_bytes)
+        self.net, self.specs, self.flags = plan_network(sections, width, height, self.max_bytes)
         self.layers = nn.ModuleList(spec.make() for spec in self.specs)
         self.sources = [spec.sources for spec in self.specs]
+        self._flat_shapes = [(spec.out.c, spec.out.h, spec.out.w) for spec in self.specs]
         self.heads = [i for i, spec in enumerate(self.specs) if spec.is_head]
         # get_network_output: the last layer that is not a [cost] (layer 0 at the latest)
         last = max((i for i, spec in enumerate(self.specs) if spec.kind != "cost"), default=0)
@@ -215,8 +268,8 @@ class Darknet(nn.Module):
                     cache.pop(j, None)
             if i in keep:
                 kept[i] = y
-            if last_use.get(i, -1) > i:
-                cache[i] = y
+            if last_use.get(i, -1) > i:  # later layers read a head's output as Darknet's (c, h, w)
+                cache[i] = y if y.dim() == 4 else y.reshape(y.shape[0], *self._flat_shapes[i])
         return kept
 
     def load_weights(self, path, cutoff=None) -> Header:

@@ -10,6 +10,13 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("DARKNET_SHARED", ROOT.parent / "shared" / "darknet"))
 ORACLE = SHARED / "oracle"
 CFG = ROOT / "cfg"
+FUZZ_COUNTS: dict = {}  # target -> Counter of outcomes, filled by test_fuzz.py
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The fuzz suite's counts, printed even with -q."""
+    for target, counts in sorted(FUZZ_COUNTS.items()):
+        terminalreporter.write_line(f"fuzz {target}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
 
 
 def pytest_collection_modifyitems(config, items):

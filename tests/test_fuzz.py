@@ -1,0 +1,186 @@
+"""Hostile files: mutated official cfgs and weights files either load or are refused with the
+project's own error naming the place (file and line, or byte offset and layer), never another
+exception, a hang, or an allocation beyond the memory budget.
+
+Mutations are drawn by hypothesis, derandomized so that CI tries the same inputs every run;
+``DARKNET_PY_FUZZ_EXAMPLES`` scales the example counts. The counts per target (tried, loaded,
+refused) are printed in pytest's terminal summary (see conftest.py).
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import struct
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from darknet_py.cfg import parse_cfg
+from darknet_py.errors import CfgError, DarknetError, WeightsError
+from darknet_py.model import Darknet, plan_network
+from darknet_py.registry import BUILDERS
+from darknet_py.synthetic import write_random_weights
+from darknet_py.weights import Header, _boundaries, expected_size, layers_in_file
+
+from conftest import CFG, FUZZ_COUNTS, ROOT
+
+SCALE = float(os.environ.get("DARKNET_PY_FUZZ_EXAMPLES", "1"))
+BUDGET = 256 << 20  # bytes a fuzzed cfg may ask for; anything more must be refused before allocating
+SMALL = ["yolov3-tiny.cfg", "yolov2-tiny.cfg", "yolov2-tiny-voc.cfg"]  # built and run
+PJREDDIE = sorted(p.name for p in CFG.glob("*.cfg"))                   # planned only (no allocation)
+FUZZ = settings(max_examples=1, deadline=None, derandomize=True, database=None,
+                suppress_health_check=list(HealthCheck), print_blob=True)
+
+
+def examples(n: int) -> settings:
+    return settings(FUZZ, max_examples=max(1, int(n * SCALE)))
+
+
+def count(target: str, outcome: str) -> None:
+    FUZZ_COUNTS.setdefault(target, Counter())[outcome] += 1
+
+
+# ---------------------------------------------------------------------------------------------
+# cfg mutations
+# ---------------------------------------------------------------------------------------------
+def small_text(name: str) -> str:
+    """The official cfg at 64 x 64 (so that a forward pass per example stays cheap)."""
+    text = (CFG / name).read_text()
+    text = re.sub(r"(?m)^width=\d+", "width=64", text)
+    return re.sub(r"(?m)^height=\d+", "height=64", text)
+
+
+def all_keys() -> list[str]:
+    keys = set()
+    for path in CFG.glob("*.cfg"):
+        keys.update(re.findall(r"(?m)^\s*([A-Za-z_]+)\s*=", path.read_text()))
+    return sorted(keys)
+
+
+KEYS = all_keys()
+HOSTILE_VALUES = st.one_of(
+    st.sampled_from(["", "abc", "1.5", "-1", "0", "-2147483648", "2147483647", "2147483648",
+                     "99999999999999999999", "9" * 5000, "1e999", "-1e999", "nan", "inf", "1,2,3",
+                     "1,,2", ",", "0x10", "1_000", "\u0663", "\u00b2", "١.٥", "leaky", "linear",
+                     "-1,-4", "1000000", "65536", "-65536", "1e-45", "#", "3#comment", "3;x"]),
+    st.integers(-2**64, 2**64).map(str),
+    st.lists(st.integers(-2**33, 2**33), min_size=1, max_size=20).map(lambda v: ",".join(map(str, v))),
+    st.floats(allow_nan=True, allow_infinity=True).map(repr),
+)
+
+
+@st.composite
+def mutation(draw, lines: list[str]):
+    kind = draw(st.sampled_from(["value"] * 4 + ["key"] * 2 + ["delete", "duplicate", "section", "junk",
+                                                             "swap", "truncate"]))
+    i = draw(st.integers(0, max(0, len(lines) - 1)) if draw(st.integers(0, 9)) == 0
+             else st.integers(min(1, len(lines)), max(0, len(lines) - 1)))  # mostly after [net]
+    if kind == "delete" and lines:
+        del lines[i]
+    elif kind == "duplicate" and lines:
+        lines.insert(draw(st.integers(0, len(lines))), lines[i])
+    elif kind == "value":
+        options = [j for j, line in enumerate(lines) if "=" in line]
+        if options:
+            j = draw(st.sampled_from(options))
+            lines[j] = lines[j].split("=", 1)[0] + "=" + draw(HOSTILE_VALUES)
+    elif kind == "key":
+        lines.insert(i, f"{draw(st.sampled_from(KEYS))}={draw(HOSTILE_VALUES)}")
+    elif kind == "section":
+        names = sorted(BUILDERS) + ["net", "network", "bogus", "", "yolo]", "[route"]
+        lines.insert(i, f"[{draw(st.sampled_from(names))}]")
+    elif kind == "junk":
+        junk = draw(st.binary(min_size=1, max_size=40)).decode("latin-1")
+        lines.insert(i, junk if draw(st.booleans()) else lines[i][:3] + junk if lines else junk)
+    elif kind == "swap" and len(lines) > 1:
+        j = draw(st.integers(0, len(lines) - 1))
+        lines[i], lines[j] = lines[j], lines[i]
+    elif kind == "truncate":
+        del lines[max(i, len(lines) // 2):]
+
+
+@st.composite
+def mutated(draw, text: str):
+    lines = text.split("\n")
+    for _ in range(draw(st.integers(1, 3))):
+        draw(mutation(lines))
+    body = "\n".join(lines)
+    raw = body.encode("latin-1", "replace") if draw(st.booleans()) else body.encode("utf-8", "surrogatepass")
+    return raw
+
+
+_WORK = Path(tempfile.mkdtemp(prefix="darknet-py-fuzz-"))
+
+
+def write_cfg(name: str, raw: bytes) -> Path:
+    path = _WORK / name
+    path.write_bytes(raw)
+    return path
+
+
+def check_refusal(e: DarknetError, path: Path) -> None:
+    """The refusal names the file and, unless the whole file is at fault, the line."""
+    assert isinstance(e, CfgError), repr(e)
+    assert e.file == str(path) and str(path) in str(e), str(e)
+    whole_file = ("no sections", "is not text", "has no layers", "cannot read")
+    assert e.line is not None or any(w in str(e) for w in whole_file), str(e)
+
+
+def plan_only(path: Path):
+    return plan_network(parse_cfg(path), max_bytes=BUDGET)
+
+
+def build_and_run(path: Path):
+    """Build within the budget; what is allocated must be what the budget counted, and the
+    forward pass must produce the planned shapes."""
+    net = Darknet(path, max_bytes=BUDGET)
+    held = sum(t.numel() for t in net.parameters()) + sum(t.numel() for t in net.buffers())
+    assert 4 * held <= BUDGET
+    assert held == sum(s.n_params for s in net.specs), "n_params disagrees with the built layers"
+    net.eval()
+    x = torch.rand(1, *net.net_input_shape.__dict__.values())
+    with torch.no_grad():
+        outs = net.run(x, range(len(net.layers)))
+    for i, spec in enumerate(net.specs):  # heads reshape to (anchors, values, h, w): compare sizes
+        assert outs[i][0].numel() == spec.out.numel, net.describe(i)
+    return net
+
+
+def fuzz_once(target: str, path: Path, action) -> None:
+    try:
+        action(path)
+    except DarknetError as e:
+        check_refusal(e, path)
+        count(target, "refused")
+    else:
+        count(target, "loaded")
+    count(target, "tried")
+
+
+@pytest.mark.parametrize("name", SMALL)
+def test_fuzz_cfg_build(name):
+    base = small_text(name)
+
+    @examples(60)
+    @given(mutated(base))
+    def run(raw):
+        fuzz_once(f"cfg build {name}", write_cfg(name, raw), build_and_run)
+
+    run()
+
+
+@pytest.mark.parametrize("name", PJREDDIE)
+def test_fuzz_cfg_plan(name):
+    base = (CFG / name).read_text()
+
+    @examples(25)
+    @given(mutated(base))
+    def run(raw):
+        fuzz_once(f"cfg plan {name}", write_cfg(name, raw), plan_only)
+
+    run()
