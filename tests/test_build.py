@@ -66,6 +66,13 @@ SNIPPETS = {
             "compress=2\n",
     "detection": "[connected]\noutput=28\nactivation=linear\n[detection]\nclasses=2\ncoords=4\nrescore=1\n"
                  "side=2\nnum=1\nsoftmax=1\n",
+    # AlexeyAB's sections (darknet_py/layers/alexeyab.py, pool.py, resample.py)
+    "scale_channels": "[convolutional]\nfilters=3\n[avgpool]\n[scale_channels]\nfrom=-2\n",
+    "sam": "[convolutional]\nfilters=3\n[convolutional]\nfilters=3\nactivation=logistic\n[sam]\nfrom=-2\n",
+    "local_avgpool": "[local_avgpool]\nsize=3\nstride_x=2\nstride_y=1\n",
+    "reorg3d": "[reorg3d]\nstride=2\n",
+    "implicit": "[convolutional]\nfilters=2\n[implicit]\nfilters=3\natoms=2\n",
+    "empty": "[convolutional]\nfilters=2\n[silence]\n",
 }
 
 
