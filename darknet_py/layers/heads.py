@@ -16,10 +16,16 @@ from ..registry import LayerSpec, register
 log = logging.getLogger(__name__)
 
 
+MAX_DEFAULT_ANCHORS = 4096  # identical default anchors beyond this are a hostile num=, not a cfg
+
+
 def read_anchors(s, count):
     """``anchors`` must hold exactly ``count`` numbers (Darknet would read past its buffer)."""
     if not s.has("anchors"):
         s.ignore("anchors")
+        if count > 2 * MAX_DEFAULT_ANCHORS:
+            raise s.error(f"num={count // 2} anchors without anchors= (all would be Darknet's default "
+                          f".5, .5); at most {MAX_DEFAULT_ANCHORS} without anchors=", "num")
         return [0.5] * count  # Darknet's default biases: calloc'd then set to .5
     anchors = s.floats("anchors")
     if len(anchors) != count:
@@ -143,12 +149,15 @@ def read_yolo(s, ctx, entries, gaussian=False):
     total = s.int("num", 1)
     if classes < 1 or total < 1:
         raise s.error("classes and num must be >= 1")
-    mask = s.ints("mask", list(range(total)))
+    mask = s.ints("mask") if s.has("mask") else None
+    # channels first: they bound the default mask (0..num-1) by the memory budget
+    check_channels(s, ctx, entries + classes, total if mask is None else len(mask))
+    if mask is None:
+        mask = list(range(total))
     for m in mask:
         if not 0 <= m < total:
             raise s.error(f"mask entry {m} is not an anchor index 0..{total - 1}", "mask")
     anchors = read_anchors(s, 2 * total)
-    check_channels(s, ctx, entries + classes, len(mask))
     extra = alexeyab_settings(s, classes, gaussian)
     settings = dict(max_boxes=s.int("max", 200 if extra else 90), jitter=s.float("jitter", 0.2),
                     ignore_thresh=s.float("ignore_thresh", 0.5), truth_thresh=s.float("truth_thresh", 1.0),
