@@ -32,6 +32,10 @@ Two adjustments are made to the random weights of ``weights_for``, written out h
 
 OpenCV's Winograd convolution (4.7+) is switched off so that it runs plain direct convolution;
 its effect here is small either way (within 2x).
+
+AlexeyAB's yolov4, yolov4-tiny and yolov4-csp (route groups, mish, SPP maxpools, shortcuts) run
+at a smaller non-square size with ``fork=alexeyab``, whose batch norm divides by
+``sqrt(var + 1e-5)``; OpenCV gets rolling variances ``var + 1e-5 - 1e-6`` to match.
 """
 from __future__ import annotations
 
@@ -55,8 +59,11 @@ TOL = 1e-4
 RESIDUAL_DAMPING = 0.5
 DARKNET_BN_EPS = 1e-6  # pjreddie's normalize_cpu: (x - mean) / (sqrt(var) + .000001f)
 OPENCV_BN_EPS = 1e-6  # darknet_io.cpp setBatchNorm: eps=1E-6, used as 1 / sqrt(var + eps)
+ALEXEYAB_BN_EPS = 1e-5  # AlexeyAB's normalize_kernel / cuDNN: (x - mean) / sqrt(var + .00001f)
 
 CASES = ["yolov3.cfg", "yolov3-spp.cfg", "yolov2.cfg", "yolov3-tiny.cfg"]
+ALEXEYAB_CASES = ["alexeyab/yolov4-tiny.cfg", "alexeyab/yolov4.cfg", "alexeyab/yolov4-csp.cfg"]
+ALEXEYAB_SIZE = (160, 96)  # non-square; grids 5x3, 10x6, 20x12
 
 
 # --- A minimal, independent reading of the cfg and of the weights layout ------------------------
@@ -100,8 +107,8 @@ def _conv_blobs(layers, channels, start):
             pos += n * (4 if bn else 1) + weights
             c = n
         elif kind == "route":
-            assert "groups" not in opts, "route groups are not handled here"
             c = sum(out_channels[j if j >= 0 else i + j] for j in map(int, opts["layers"].split(",")))
+            c //= int(opts.get("groups", 1))
         elif kind == "reorg":
             c *= int(opts.get("stride", 1)) ** 2
         elif kind not in ("shortcut", "upsample", "maxpool", "yolo", "region"):
@@ -110,7 +117,7 @@ def _conv_blobs(layers, channels, start):
     return convs, pos
 
 
-def _derived_weights(cfg_path, weights_path, folder):
+def _derived_weights(cfg_path, weights_path, folder, fork="pjreddie"):
     """(weights both sides load, the BN-compensated copy OpenCV loads); see the module docstring."""
     sections = _sections(cfg_path)
     layers = sections[1:]
@@ -135,7 +142,10 @@ def _derived_weights(cfg_path, weights_path, folder):
     for pos, n, bn, _ in convs.values():
         if bn:
             var = for_opencv[pos - head + 3 * n:pos - head + 4 * n]
-            var[:] = (np.sqrt(var.astype(np.float64)) + DARKNET_BN_EPS) ** 2 - OPENCV_BN_EPS
+            if fork == "alexeyab":
+                var[:] = var.astype(np.float64) + ALEXEYAB_BN_EPS - OPENCV_BN_EPS
+            else:
+                var[:] = (np.sqrt(var.astype(np.float64)) + DARKNET_BN_EPS) ** 2 - OPENCV_BN_EPS
 
     with open(weights_path, "rb") as f:
         header = f.read(4 * head)
@@ -149,20 +159,36 @@ def _derived_weights(cfg_path, weights_path, folder):
 
 @pytest.mark.parametrize("cfg_name", CASES)
 def test_head_convs_agree_with_opencv(cfg_name, weights_for, tmp_path):
+    _compare_head_convs(cfg_name, weights_for, tmp_path, WIDTH, HEIGHT, "pjreddie")
+
+
+@pytest.mark.parametrize("cfg_name", ALEXEYAB_CASES)
+def test_alexeyab_head_convs_agree_with_opencv(cfg_name, weights_for, tmp_path):
+    _compare_head_convs(cfg_name, weights_for, tmp_path, *ALEXEYAB_SIZE, "alexeyab")
+
+
+def _compare_head_convs(cfg_name, weights_for, tmp_path, width, height, fork):
     cfg_path = CFG / cfg_name
-    shared, for_opencv = _derived_weights(cfg_path, weights_for(cfg_name), tmp_path)
+    shared, for_opencv = _derived_weights(cfg_path, weights_for(cfg_name), tmp_path, fork)
 
     layers = _sections(cfg_path)[1:]
     heads = [i for i, (kind, _) in enumerate(layers) if kind in ("yolo", "region")]
-    for h in heads:  # the conv feeding a head: no BN, linear, so OpenCV's conv_<i> is its output
+    # The conv feeding a head has no BN. Linear: OpenCV's conv_<i> is its output. Logistic
+    # (yolov4-csp, new_coords=1): OpenCV's separate Sigmoid layer, named logistic_<i + 1>.
+    expected = {}
+    for h in heads:
         kind, opts = layers[h - 1]
-        assert kind == "convolutional" and opts.get("activation") == "linear"
-        assert int(opts.get("batch_normalize", 0)) == 0
+        assert kind == "convolutional" and int(opts.get("batch_normalize", 0)) == 0
+        activation = opts.get("activation")
+        assert activation in ("linear", "logistic")
+        expected[h] = (f"conv_{h - 1}", "Convolution") if activation == "linear" else (f"logistic_{h}", "Sigmoid")
 
-    x = np.random.default_rng(20240611).random((1, 3, HEIGHT, WIDTH), dtype=np.float32)
+    x = np.random.default_rng(20240611).random((1, 3, height, width), dtype=np.float32)
 
     start = time.perf_counter()
-    net = darknet_py.load(cfg_path, shared, width=WIDTH, height=HEIGHT)
+    net = darknet_py.Darknet(cfg_path, width=width, height=height, init=False, overrides=[f"fork={fork}"])
+    net.load_weights(shared)
+    net.eval()
     assert net.heads == heads
     with torch.no_grad():
         ours = net.run(torch.from_numpy(x.copy()), [h - 1 for h in heads])
@@ -174,16 +200,16 @@ def test_head_convs_agree_with_opencv(cfg_name, weights_for, tmp_path):
     ocv.setPreferableTarget(cv2.dnn.DNN_TARGET_CPU)
     if hasattr(ocv, "enableWinograd"):
         ocv.enableWinograd(False)
-    names = [f"conv_{h - 1}" for h in heads]
+    names = [expected[h][0] for h in heads]
     all_names = set(ocv.getLayerNames())
-    for name in names:
+    for name, layer_type in (expected[h] for h in heads):
         assert name in all_names, f"OpenCV has no layer {name}"
-        assert ocv.getLayer(name).type == "Convolution"
+        assert ocv.getLayer(name).type == layer_type
     ocv.setInput(x)
     theirs = ocv.forward(names)
     ocv_s = time.perf_counter() - start
 
-    print(f"\n{cfg_name} {WIDTH}x{HEIGHT}: darknet_py {ours_s:.1f}s, OpenCV {cv2.__version__} {ocv_s:.1f}s")
+    print(f"\n{cfg_name} {width}x{height} ({fork}): darknet_py {ours_s:.1f}s, OpenCV {cv2.__version__} {ocv_s:.1f}s")
     failures = []
     for h, name, other in zip(heads, names, theirs):
         mine = ours[h - 1].numpy()
