@@ -38,6 +38,7 @@ def _export(module, inputs, f, input_names, names, opset) -> None:
         # The legacy exporter announces its own deprecation; the tracer warns that Python
         # arithmetic on the spatial size is frozen, which is intended: only the batch varies.
         warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.onnx")
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
         # Grad mode keeps the network on its plain PyTorch operators: the no-grad inference path
         # uses prepacked oneDNN kernels and in-place activations that ONNX has no form for.
@@ -63,8 +64,14 @@ def _failing_layer(net, opset):
         try:
             _export(_OneLayer(layer), xs, io.BytesIO(), [f"x{k}" for k in range(len(xs))], ["y"], opset)
         except Exception as e:  # noqa: BLE001 -- any exporter failure names this layer
-            return i, f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
+            return i, _first_line(e)
     return None
+
+
+def _first_line(error: Exception) -> str:
+    """The exporter appends the whole TorchScript graph to its messages; keep the headline."""
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text.splitlines()[0] if text else ''}"
 
 
 def export_onnx(net, path, *, opset: int = OPSET) -> list[str]:
@@ -85,7 +92,7 @@ def export_onnx(net, path, *, opset: int = OPSET) -> list[str]:
     except Exception as e:  # noqa: BLE001 -- the exporter raises many types; find the layer
         blamed = _failing_layer(net, opset)
         if blamed is None:
-            raise ExportError(f"{net.cfg_file}: ONNX export failed: {e}") from e
+            raise ExportError(f"{net.cfg_file}: ONNX export failed: {_first_line(e)}") from e
         i, reason = blamed
         raise ExportError(f"layer {i} ({net.describe(i)}) cannot be exported to ONNX opset {opset}: "
                           f"{reason}") from e

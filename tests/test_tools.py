@@ -14,7 +14,11 @@ from darknet_py.cfg import parse_cfg_text
 from darknet_py.cli import main
 from darknet_py.datafile import DataConfig
 from darknet_py.errors import WeightsError
-from darknet_py.model import Darknet
+from darknet_py.export import ExportError, export_onnx
+from darknet_py.draw import class_colour, pixel_box
+from darknet_py.model import Darknet, load
+from darknet_py.plots import CURVE, lr_chart, training_batch
+from darknet_py.train.schedule import rate_curve
 from darknet_py.train.dataset import open_dataset
 from darknet_py.weights import Header, expected_size
 
@@ -140,7 +144,7 @@ CLUSTERS = [(16, 24), (64, 48), (160, 200)]  # pixels at 256 x 256; exact in flo
 SPREAD = [(-2, 0), (2, 0), (0, -2), (0, 2), (-1, -1), (1, 1), (-1, 1), (1, -1)]  # mean 0
 
 
-def _dataset(root: Path, boxes_per_image, classes=2, size=(160, 120), grey=128):
+def _dataset(root: Path, boxes_per_image, classes=2, size=(160, 120), grey=128, names=None):
     """A Darknet-layout dataset: grey images in images/, labels in labels/, train.txt, .data."""
     (root / "images").mkdir(parents=True)
     (root / "labels").mkdir()
@@ -151,7 +155,7 @@ def _dataset(root: Path, boxes_per_image, classes=2, size=(160, 120), grey=128):
         (root / "labels" / f"{n:03d}.txt").write_text("".join(f"{c} {x} {y} {w} {h}\n" for c, x, y, w, h in boxes))
         lines.append(str(image))
     (root / "train.txt").write_text("\n".join(lines) + "\n")
-    (root / "names.txt").write_text("".join(f"class{i}\n" for i in range(classes)))
+    (root / "names.txt").write_text("".join(f"{name}\n" for name in names or [f"c{i}" for i in range(classes)]))
     data = root / "set.data"
     data.write_text(f"classes={classes}\ntrain={root / 'train.txt'}\nnames={root / 'names.txt'}\n"
                     f"backup={root / 'backup'}\n")
@@ -208,3 +212,133 @@ def test_calc_anchors_needs_as_many_boxes_as_clusters(tmp_path, capsys):
     assert main(["calc_anchors", str(data), "-num_of_clusters", "3", "-width", "416", "-height", "416",
                  "-out", str(tmp_path / "a.txt")]) == 1
     assert "3 clusters need at least 3 boxes; the labels hold 2" in capsys.readouterr().err
+
+
+# -- export onnx ---------------------------------------------------------------------------------
+
+def test_onnx_export_matches_pytorch_with_a_dynamic_batch(weights_for, tmp_path, capsys):
+    import onnx
+    import onnxruntime
+    weights = weights_for("yolov3-tiny.cfg", seed=6)
+    out = tmp_path / "tiny.onnx"
+    cfg = str(CFG / "yolov3-tiny.cfg")
+    assert main(["export", "onnx", cfg, str(weights), str(out), "--width", "96", "--height", "96"]) == 0
+    assert "input (batch, 3, 96, 96), outputs output0, output1, opset 17" in capsys.readouterr().out
+    model = onnx.load(str(out))
+    assert model.opset_import[0].version == 17
+    assert [d.dim_param or d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim] == ["batch", 3, 96, 96]
+    session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    net = load(cfg, weights, width=96, height=96, device="cpu")
+    generator = torch.Generator().manual_seed(0)
+    for batch in (1, 2):
+        x = torch.rand(batch, 3, 96, 96, generator=generator)
+        with torch.no_grad():
+            expected = net(x)
+        got = session.run(None, {"input": x.numpy()})
+        assert [g.shape for g in got] == [(batch, 3, 85, 3, 3), (batch, 3, 85, 6, 6)]
+        for g, e in zip(got, expected):
+            assert np.abs(g - e.numpy()).max() < 1e-4
+            assert np.ptp(e.numpy()) > 0.05  # outputs that vary: the comparison means something
+
+
+class _NoOnnxForm(torch.nn.Module):
+    """A layer computed with an operator ONNX opset 17 lacks (cumulative maximum)."""
+
+    def __init__(self, layer):
+        super().__init__()
+        self.layer = layer
+
+    def forward(self, x):
+        return torch.cummax(self.layer(x), 1)[0]
+
+
+def test_onnx_export_names_the_layer_it_cannot_express(tmp_path):
+    net = Darknet(CFG / "yolov3-tiny.cfg", width=64, height=64)
+    net.layers[2] = _NoOnnxForm(net.layers[2])
+    out = tmp_path / "x.onnx"
+    with pytest.raises(ExportError, match=r"layer 2 \(\[convolutional\] at .*yolov3-tiny.cfg:\d+\) cannot be "
+                                          r"exported to ONNX opset 17: UnsupportedOperatorError: .*aten::cummax"):
+        export_onnx(net, out)
+    assert not out.exists()
+
+
+# -- plot-lr, show-batch -------------------------------------------------------------------------
+
+SHAPES_CFG = str(CFG / "yolov3-tiny-shapes.cfg")
+
+
+def test_plot_lr_draws_the_schedule(tmp_path):
+    overrides = ["max_batches=300", "burn_in=50", "policy=steps", "steps=150,250", "scales=.1,.1"]
+    out = tmp_path / "lr.png"
+    assert main(["plot-lr", SHAPES_CFG, "--out", str(out), *(a for o in overrides for a in ("--set", o))]) == 0
+    img = cv2.imread(str(out))
+    assert img.shape == (480, 800, 3)
+    rates = rate_curve(Darknet(SHAPES_CFG, overrides=overrides, init=False).net)
+    assert len(rates) == 300 and np.allclose(rates[[99, 199, 259]], [0.004, 0.0004, 0.00004])
+    axes = lr_chart(rates, "")[1]
+
+    def on_curve(iteration, rate):
+        col, row = axes.px(iteration, rate)
+        return tuple(img[row, col]) == CURVE
+
+    for iteration in (10, 30, 100, 149, 150, 200, 260, 300):
+        assert on_curve(iteration, rates[iteration - 1]), iteration
+    assert not on_curve(200, 0.004) and not on_curve(100, 0.0004)
+    rows = {i: axes.px(i, rates[i - 1])[1] for i in (10, 30, 100, 200, 260)}
+    assert rows[10] > rows[30] > rows[100]  # burn-in rises (rows grow downwards)
+    assert rows[100] < rows[200] < rows[260]  # each step goes down
+
+
+def test_plot_lr_with_a_cosine_policy_and_no_max_batches(tmp_path, capsys):
+    out = tmp_path / "lr.png"
+    assert main(["plot-lr", SHAPES_CFG, "--out", str(out), "--set", "policy=cosine", "--set", "max_batches=200",
+                 "--set", "burn_in=0"]) == 0
+    img = cv2.imread(str(out))
+    rates = rate_curve(Darknet(SHAPES_CFG, overrides=["policy=cosine", "max_batches=200", "burn_in=0"],
+                               init=False).net)
+    axes = lr_chart(rates, "")[1]
+    cols_rows = [axes.px(i, rates[i - 1]) for i in (1, 100, 200)]
+    assert all(tuple(img[r, c]) == CURVE for c, r in cols_rows)
+    assert cols_rows[0][1] < cols_rows[1][1] < cols_rows[2][1]
+    assert main(["plot-lr", SHAPES_CFG, "--out", str(out), "--set", "max_batches=0"]) == 1
+    assert "max_batches must be set" in capsys.readouterr().err
+
+
+def test_show_batch_puts_boxes_where_the_labels_are(tmp_path):
+    boxes = [[(0, 0.3, 0.3, 0.3, 0.35), (1, 0.72, 0.7, 0.3, 0.3)]] * 3
+    data = _dataset(tmp_path / "s", boxes, names=["a", "b"])
+    out = tmp_path / "batch.png"
+    sets = ["--set", "width=96", "--set", "height=96", "--set", "batch=4"]
+    assert main(["show-batch", str(data), SHAPES_CFG, "--out", str(out), "--seed", "5", *sets]) == 0
+    img = cv2.imread(str(out))
+    assert img.shape == (2 * 96 + 2, 2 * 96 + 2, 3)  # four tiles of 96 x 96, 2 pixels apart
+    images, truths, _ = training_batch(data, SHAPES_CFG, overrides=["width=96", "height=96", "batch=4"], seed=5)
+    assert images.shape == (4, 3, 96, 96)
+    drawn = 0
+    for k in range(4):
+        x0, y0 = (k % 2) * 98, (k // 2) * 98
+        tile_img = img[y0:y0 + 96, x0:x0 + 96]
+        near = np.zeros((96, 96), np.uint8)
+        for x, y, w, h, cls, _ in truths[k].tolist():
+            if w <= 0:
+                continue
+            left, top, right, bot = pixel_box((x, y, w, h), 96, 96)
+            edge = np.zeros((96, 96), np.uint8)
+            cv2.rectangle(edge, (left, top), (right, bot), 1, 1)
+            hits = (tile_img[edge > 0] == class_colour(int(cls), 2)).all(1).mean()
+            assert hits > 0.8, (k, hits)
+            cv2.rectangle(near, (left - 3, top - 3), (right + 3, bot + 3), 1, -1)
+            drawn += 1
+        grey = (tile_img[..., 0] == tile_img[..., 1]) & (tile_img[..., 1] == tile_img[..., 2])
+        assert grey[near == 0].all()  # nothing drawn away from the boxes
+    assert drawn >= 6
+
+
+def test_show_batch_with_mixup_shows_both_images_boxes(tmp_path, capsys):
+    data = _dataset(tmp_path / "s", [[(0, 0.5, 0.5, 0.4, 0.4)]] * 4)
+    sets = ["--set", "width=64", "--set", "height=64", "--set", "batch=4"]
+    for mixup in ("0", "1"):
+        assert main(["show-batch", str(data), SHAPES_CFG, "--out", str(tmp_path / f"{mixup}.png"),
+                     "--mixup", mixup, *sets]) == 0
+    plain, mixed = capsys.readouterr().out.splitlines()
+    assert plain.endswith("4 images of 64 x 64, 4 boxes") and mixed.endswith("4 images of 64 x 64, 8 boxes")
