@@ -59,6 +59,8 @@ SNIPPETS = {
     "cost": "[cost]\ntype=sse\n",
     "yolo": "[convolutional]\nfilters=14\nactivation=linear\n[yolo]\nmask=0,1\nanchors=1,2,3,4,5,6\n"
             "classes=2\nnum=3\n",
+    "Gaussian_yolo": "[convolutional]\nfilters=24\nactivation=linear\n[Gaussian_yolo]\nmask=0,1\n"
+                     "anchors=1,2,3,4,5,6\nclasses=3\nnum=3\nscale_x_y=1.05\n",
     "region": "[convolutional]\nfilters=16\nactivation=linear\n[region]\nanchors=1,1,2,2\nclasses=3\n"
               "coords=4\nnum=2\nsoftmax=1\n",
     "asff": "[convolutional]\nfilters=3\n[convolutional]\nfilters=4\nsize=3\nstride=2\npad=1\n"
