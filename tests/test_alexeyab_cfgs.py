@@ -55,3 +55,15 @@ def test_alexeyab_cfg_loads_runs_and_round_trips(name, tmp_path):
         assert torch.isfinite(out).all()
     net.save_weights(back)
     assert back.read_bytes() == path.read_bytes()
+
+
+def test_alexeyab_net_options_are_kept():
+    net = darknet_py.Darknet(CFG / "alexeyab" / "yolov4.cfg", init=False).net
+    assert (net.mosaic, net.mixup, net.cutmix, net.flip, net.letter_box) == (1, 0, 0, 1, 0)
+    assert net.fork == "pjreddie" and net.sequential_subdivisions == net.subdivisions
+    assert darknet_py.Darknet(CFG / "alexeyab" / "efficientnet_b0.cfg", init=False).net.blur == 1
+    bdd = darknet_py.Darknet(CFG / "alexeyab" / "Gaussian_yolov3_BDD.cfg", init=False).net
+    assert bdd.max_epochs > 0
+    csp = darknet_py.Darknet(CFG / "alexeyab" / "yolov4-csp.cfg", init=False, overrides=["fork=alexeyab"])
+    assert csp.net.ema_alpha == pytest.approx(0.9998) and csp.net.fork == "alexeyab"
+    assert all(layer.fork == "alexeyab" for layer in csp.layers if hasattr(layer, "rolling_mean"))

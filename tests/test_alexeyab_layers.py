@@ -440,3 +440,15 @@ def test_batch_norm_formula_follows_fork(fork, formula):
 def test_unknown_fork_refused():
     with pytest.raises(CfgError, match="fork"):
         plan("[maxpool]\n", 2, 2, 1, "fork=darknet2\n")
+
+
+@pytest.mark.parametrize("body,key", [
+    ("[convolutional]\nfilters=2\n[convolutional]\nfilters=2\nshare_index=0\n", "share_index"),
+    ("[convolutional]\nfilters=2\nsize=3\nsway=1\n", "sway"),
+    ("[convolutional]\nfilters=2\nassisted_excitation=1\n", "assisted_excitation"),
+    ("[maxpool]\nsize=2\nstride=2\nmaxpool_zero_nonmax=1\n", "maxpool_zero_nonmax"),
+    ("[shortcut]\nfrom=-1\nweights_type=per_pixel\n", "weights_type"),
+])
+def test_unimplemented_options_are_refused(body, key):
+    with pytest.raises(CfgError, match=key):
+        plan("[convolutional]\nfilters=2\n" + body, 4, 4, 1)
