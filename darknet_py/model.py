@@ -17,6 +17,7 @@ from .weights import Header, read_weights, write_weights
 
 DEFAULT_MAX_BYTES = 4 << 30  # parameters + one image's activations; DARKNET_PY_MAX_BYTES overrides
 PRECISIONS = ("exact", "fast")
+MAX_FLOPS = 1e13  # per image: a cfg that would compute for hours on one image is refused
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,9 @@ def plan_network(sections: list[Section], width=None, height=None, max_bytes=Non
         need.add(spec)
         if need.bytes > max_bytes:
             raise s.error(f"layers 0..{index} need {need}, {_over_budget(max_bytes)}")
+        if need.flops > MAX_FLOPS:
+            raise s.error(f"layers 0..{index} need {need.flops / 1e9:.0f} BFLOPs per image, over the "
+                          f"limit of {MAX_FLOPS / 1e9:.0f} (yolov3 at 608 x 608 needs 141)")
         spec.where = f"{s.file}:{s.line}"
         specs.append(spec)
         shapes.append(spec.out)
@@ -99,23 +103,28 @@ def _over_budget(max_bytes: int) -> str:
 
 @dataclass
 class Need:
-    """float32 values a network holds: parameters (with buffers), the input image and every
-    layer's output for one image (an upper bound: outputs nobody reads later are freed)."""
+    """float32 values a network holds: parameters (with buffers), the input image, every layer's
+    output for one image (an upper bound: outputs nobody reads later are freed) and the largest
+    transient workspace of one layer; and the compute of one image."""
 
     activations: int
     params: int = 0
+    workspace: int = 0
+    flops: float = 0.0
 
     def add(self, spec: LayerSpec) -> None:
         self.params += spec.n_params
         self.activations += spec.out.numel
+        self.workspace = max(self.workspace, spec.workspace)
+        self.flops += spec.flops
 
     @property
     def bytes(self) -> int:
-        return 4 * (self.params + self.activations)
+        return 4 * (self.params + self.activations + self.workspace)
 
     def __str__(self):
         return (f"{self.bytes / 2**20:.0f} MiB ({self.params} parameters, {self.activations} "
-                "activation values per image)")
+                f"activation values per image, {self.workspace} of workspace)")
 
 
 def _resized(net, width, height):
@@ -133,7 +142,7 @@ def check_budget(net: "Darknet", images: int, copies: int, size=None) -> None:
     activations = int(need.activations * area) * images
     total = 4 * copies * (need.params + activations)
     if total > net.max_bytes:
-        raise CfgError(f"{images} images at a time at {size or net.input_size} need {total / 2**20:.0f} MiB "
+        raise CfgError(f"{images} images per forward pass (batch / subdivisions) at {size or net.input_size} need {total / 2**20:.0f} MiB "
                        f"({copies} x ({need.params} parameters + {activations} activation values)), "
                        f"{_over_budget(net.max_bytes)}", file=str(net.cfg_file))
 

@@ -39,6 +39,7 @@ class LayerSpec:
     make: Callable[[], nn.Module]
     n_params: int = 0
     flops: float = 0.0             # Darknet's count: 2 * multiply-adds
+    workspace: int = 0             # float values the forward pass needs beyond its output (padding)
     label: str = ""                # Darknet's short name in the layer table ("conv", "max", ...)
     detail: str = ""               # Darknet's filters / size / stride column
     is_head: bool = False

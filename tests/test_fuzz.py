@@ -32,7 +32,10 @@ from conftest import CFG, FUZZ_COUNTS, ROOT
 SCALE = float(os.environ.get("DARKNET_PY_FUZZ_EXAMPLES", "1"))
 BUDGET = 256 << 20  # bytes a fuzzed cfg may ask for; anything more must be refused before allocating
 SMALL = ["yolov3-tiny.cfg", "yolov2-tiny.cfg", "yolov2-tiny-voc.cfg"]  # built and run
-PJREDDIE = sorted(p.name for p in CFG.glob("*.cfg"))                   # planned only (no allocation)
+PJREDDIE = ["darknet19.cfg", "darknet53.cfg", "densenet201.cfg", "resnet50.cfg", "yolov1.cfg",
+            "yolov2-tiny-voc.cfg", "yolov2-tiny.cfg", "yolov2-voc.cfg", "yolov2.cfg", "yolov3-openimages.cfg",
+            "yolov3-spp.cfg", "yolov3-tiny.cfg", "yolov3-voc.cfg", "yolov3.cfg"]  # planned only
+PLAN_BUDGET = 4 << 30  # the default: planning allocates nothing, so the official sizes plan
 FUZZ = settings(max_examples=1, deadline=None, derandomize=True, database=None,
                 suppress_health_check=list(HealthCheck), print_blob=True)
 
@@ -57,7 +60,7 @@ def small_text(name: str) -> str:
 
 def all_keys() -> list[str]:
     keys = set()
-    for path in CFG.glob("*.cfg"):
+    for path in map(CFG.joinpath, PJREDDIE):
         keys.update(re.findall(r"(?m)^\s*([A-Za-z_]+)\s*=", path.read_text()))
     return sorted(keys)
 
@@ -132,7 +135,7 @@ def check_refusal(e: DarknetError, path: Path) -> None:
 
 
 def plan_only(path: Path):
-    return plan_network(parse_cfg(path), max_bytes=BUDGET)
+    return plan_network(parse_cfg(path), max_bytes=PLAN_BUDGET)
 
 
 def build_and_run(path: Path):
@@ -162,6 +165,12 @@ def fuzz_once(target: str, path: Path, action) -> None:
     count(target, "tried")
 
 
+@pytest.mark.parametrize("name", PJREDDIE)
+def test_unmutated_cfgs_plan(name):
+    """The fuzz starts from cfgs that load: a refusal is the mutation's doing."""
+    plan_only(CFG / name)
+
+
 @pytest.mark.parametrize("name", SMALL)
 def test_fuzz_cfg_build(name):
     base = small_text(name)
@@ -184,3 +193,59 @@ def test_fuzz_cfg_plan(name):
         fuzz_once(f"cfg plan {name}", write_cfg(name, raw), plan_only)
 
     run()
+
+
+NET = "[net]\nwidth=64\nheight=64\nchannels=3\n"
+HEAD_INPUT = "[convolutional]\nfilters=18\nsize=1\n"
+HOSTILE = {  # name: (cfg text, the option the refusal names)
+    "yolo num": (NET + HEAD_INPUT + "[yolo]\nclasses=1\nnum=2147483647\n", "num"),
+    "yolo num with mask": (NET + HEAD_INPUT + "[yolo]\nclasses=1\nmask=0,1,2\nnum=2147483647\n", "num"),
+    "yolo anchors": (NET + HEAD_INPUT + "[yolo]\nclasses=1\nnum=3\nanchors=" + "1," * 200000 + "\n", "anchors"),
+    "region num": (NET + HEAD_INPUT + "[region]\nclasses=1\nnum=2147483647\n", "classes"),
+    "detection side": (NET + HEAD_INPUT + "[detection]\nside=2147483647\n", "side"),
+    "width": ("[net]\nwidth=2147483647\nheight=2147483647\nchannels=3\n[avgpool]\n", None),
+    "channels": ("[net]\nwidth=64\nheight=64\nchannels=2147483647\n[avgpool]\n", None),
+    "filters": (NET + "[convolutional]\nfilters=2147483647\nsize=3\n", None),
+    "size": (NET + "[convolutional]\nfilters=1\nsize=2147483647\npadding=2147483647\n", None),
+    "connected": (NET + "[connected]\noutput=2147483647\n", None),
+    "local": (NET + "[local]\nfilters=65536\nsize=1\n", None),
+    "route list": (NET + HEAD_INPUT + "[route]\nlayers=" + "-1," * 20000 + "\n", None),
+    "upsample": (NET + "[upsample]\nstride=2147483647\n", None),
+    "maxpool padding": (NET + "[maxpool]\nsize=2147483647\nstride=1\npadding=2147483647\n", None),
+    "maxpool compute": (NET + "[maxpool]\nsize=16384\nstride=1\npadding=16383\n", None),
+    "5000 digits": (NET + "[convolutional]\nfilters=" + "9" * 5000 + "\n", "filters"),
+    "above int32": (NET + "[convolutional]\nfilters=2147483648\n", "filters"),
+    "unicode digits": (NET + "[convolutional]\nfilters=\u0663\n", "filters"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE))
+def test_hostile_numbers_are_refused_before_allocating(name):
+    """Each is refused at its section's line; planning allocates next to nothing on the way."""
+    import tracemalloc
+    text, option = HOSTILE[name]
+    path = write_cfg("hostile.cfg", text.encode())
+    tracemalloc.start()
+    try:
+        with pytest.raises(CfgError) as e:
+            plan_network(parse_cfg(path), max_bytes=BUDGET)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert e.value.file == str(path) and e.value.line is not None, str(e.value)
+    if option:
+        assert e.value.option == option, str(e.value)
+    assert peak < 16 * len(text) + (8 << 20), peak
+
+
+def test_training_budget_counts_the_batch(tmp_path):
+    """batch / subdivisions images go through the network at once in training."""
+    from darknet_py.model import check_budget
+    net = Darknet(ROOT / "tests" / "cfg" / "tiny-yolo.cfg", init=False)
+    check_budget(net, 8, 3)
+    with pytest.raises(CfgError, match="2147483647 images per forward pass"):
+        check_budget(net, 2147483647, 3)
+    net.max_bytes = 64 << 20  # 8 images at 64 x 64 need 5 MiB, at 608 x 608 (random=1) 462 MiB
+    check_budget(net, 8, 3)
+    with pytest.raises(CfgError, match=r"at \(608, 608\)"):
+        check_budget(net, 8, 3, (608, 608))

@@ -150,14 +150,14 @@ def read_yolo(s, ctx, entries, gaussian=False):
     if classes < 1 or total < 1:
         raise s.error("classes and num must be >= 1")
     mask = s.ints("mask") if s.has("mask") else None
-    # channels first: they bound the default mask (0..num-1) by the memory budget
-    check_channels(s, ctx, entries + classes, total if mask is None else len(mask))
-    if mask is None:
-        mask = list(range(total))
-    for m in mask:
+    for m in mask or ():
         if not 0 <= m < total:
             raise s.error(f"mask entry {m} is not an anchor index 0..{total - 1}", "mask")
     anchors = read_anchors(s, 2 * total)
+    # channels before the default mask 0..num-1: they bound its length by the memory budget
+    check_channels(s, ctx, entries + classes, total if mask is None else len(mask))
+    if mask is None:
+        mask = list(range(total))
     extra = alexeyab_settings(s, classes, gaussian)
     settings = dict(max_boxes=s.int("max", 200 if extra else 90), jitter=s.float("jitter", 0.2),
                     ignore_thresh=s.float("ignore_thresh", 0.5), truth_thresh=s.float("truth_thresh", 1.0),

@@ -109,7 +109,8 @@ def build_maxpool(s, ctx):
     out = Shape(inp.c, out_h, out_w)
     return LayerSpec("maxpool", (ctx.prev_index,), out,
                      lambda: MaxPool(size, _stride(stride_x, stride_y), padding, antialiasing),
-                     flops=flops, label="max", detail=_detail(size, stride_x, stride_y))
+                     flops=flops, label="max", detail=_detail(size, stride_x, stride_y),
+                     workspace=inp.c * (inp.h + padding) * (inp.w + padding))  # the padded input
 
 
 class LocalAvgPool(nn.Module):
@@ -138,7 +139,8 @@ def build_local_avgpool(s, ctx):
     return LayerSpec("local_avgpool", (ctx.prev_index,), out,
                      lambda: LocalAvgPool(size, _stride(stride_x, stride_y), padding),
                      flops=float(size * size * inp.c * out.h * out.w), label="avg",
-                     detail=_detail(size, stride_x, stride_y))
+                     detail=_detail(size, stride_x, stride_y),
+                     workspace=2 * inp.c * (inp.h + padding) * (inp.w + padding))  # padded input, counts
 
 
 class AvgPool(nn.Module):

@@ -25,7 +25,7 @@ import torch.distributed as dist
 from ..datafile import DataConfig
 from ..errors import DarknetError
 from ..layers.heads import Region, Yolo
-from ..model import Darknet
+from ..model import Darknet, check_budget
 from ..weights import layers_in_file
 from .augment import Augment
 from .checkpoint import load_state, save_checkpoint
@@ -103,6 +103,9 @@ class Trainer:
                                 f"x {self.world} processes")
         self.mini = self.batch // self.subdivisions  # images per forward, over all processes
         self.local = self.mini // self.world
+        self.random = options.multi_scale or bool(getattr(self.net.layers[-1], "random", 0))
+        # value, gradient and a saved intermediate per activation; parameter, gradient, momentum
+        check_budget(self.net, self.local, 3, (608, 608) if self.random else None)
         self.iteration = self.net.seen // self.batch
         self.device = torch.device(options.device or (f"cuda:{os.environ.get('LOCAL_RANK', 0)}"
                                                       if torch.cuda.is_available() else "cpu"))
@@ -130,7 +133,6 @@ class Trainer:
                                 f"({self.problems.summary() or 'the list is empty'})")
         last = self.net.layers[self.net.heads[-1]]
         self.max_boxes = last.max_boxes
-        self.random = options.multi_scale or bool(getattr(self.net.layers[-1], "random", 0))
         augment = Augment.from_net(self.cfg, last, mixup=options.mixup)
         self.samples = TrainingSamples(self.source, self.cfg.width, self.cfg.height, augment,
                                        self.max_boxes, options.seed)
