@@ -21,7 +21,7 @@ class Axes:
     """A plot area on a white canvas: data ``(x, y)`` in ``xlim`` x ``ylim`` -> pixels, with a
     frame, a tick grid and lines drawn without anti-aliasing (so colours stay exact)."""
 
-    def __init__(self, size=(800, 480), xlim=(0.0, 1.0), ylim=(0.0, 1.0), margins=(80, 30, 30, 50)):
+    def __init__(self, size=(800, 480), xlim=(0.0, 1.0), ylim=(0.0, 1.0), margins=(80, 40, 30, 50)):
         w, h = size
         left, right, top, bottom = margins
         self.img = np.full((h, w, 3), 255, np.uint8)
@@ -46,7 +46,9 @@ class Axes:
             cv2.line(self.img, (self.left, row), (self.right, row), GRID, 1)
             cv2.line(self.img, (col, self.top), (col, self.bottom), GRID, 1)
             cv2.putText(self.img, yfmt.format(y), (5, row + 4), FONT, 0.4, BLACK, 1)
-            cv2.putText(self.img, xfmt.format(x), (col - 12, self.bottom + 18), FONT, 0.4, BLACK, 1)
+            label = xfmt.format(x)
+            width = cv2.getTextSize(label, FONT, 0.4, 1)[0][0]
+            cv2.putText(self.img, label, (col - width // 2, self.bottom + 18), FONT, 0.4, BLACK, 1)
         cv2.rectangle(self.img, (self.left, self.top), (self.right, self.bottom), BLACK, 1)
 
     def line(self, xs, ys, colour=CURVE, thickness=1) -> None:

@@ -132,23 +132,16 @@ def image_ids(paths, ground_truth=None):
 def draw_pr_chart(result, size=(640, 480)) -> np.ndarray:
     """Precision-recall curve of every class (BGR image), AP in the legend."""
     from .draw import get_color
-    w, h = size
-    x0, y0, x1, y1 = 50, h - 40, w - 190, 20
-    img = np.full((h, w, 3), 255, np.uint8)
-    cv2.rectangle(img, (x0, y1), (x1, y0), (0, 0, 0), 1)
-    for k in range(6):
-        x, y = int(x0 + (x1 - x0) * k / 5), int(y0 - (y0 - y1) * k / 5)
-        cv2.putText(img, f"{k / 5:.1f}", (x - 8, y0 + 16), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1)
-        cv2.putText(img, f"{k / 5:.1f}", (12, y + 4), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1)
+    from .plots import FONT, Axes
+    axes = Axes(size, margins=(50, 190, 20, 40))
+    axes.grid(xfmt="{:.1f}", yfmt="{:.1f}")
     n = max(len(result.classes), 1)
     for c in result.classes:
         colour = tuple(int(255 * get_color(ch, c.index, n)) for ch in (0, 1, 2))
         if len(c.recall):
-            pts = np.stack([x0 + (x1 - x0) * c.recall, y0 - (y0 - y1) * c.precision], 1)
-            cv2.polylines(img, [pts.astype(np.int32)], False, colour, 1)
+            axes.line(c.recall, c.precision, colour)
         if c.index < 25:
-            cv2.putText(img, f"{c.name[:14]} {c.ap * 100:.1f}", (x1 + 10, y1 + 10 + 16 * c.index),
-                        cv2.FONT_HERSHEY_SIMPLEX, 0.4, colour, 1)
-    cv2.putText(img, f"recall (x), precision (y); mAP@{result.iou_thresh:.2f} = {result.map * 100:.2f} %",
-                (x0, h - 8), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1)
-    return img
+            cv2.putText(axes.img, f"{c.name[:14]} {c.ap * 100:.1f}", (axes.right + 10, axes.top + 10 + 16 * c.index),
+                        FONT, 0.4, colour, 1)
+    axes.caption(f"recall (x), precision (y); mAP@{result.iou_thresh:.2f} = {result.map * 100:.2f} %")
+    return axes.img

@@ -9,7 +9,9 @@ import cv2
 import numpy as np
 
 from ..atomic import atomic_write
+from ..plots import CURVE, FONT, Axes
 
+MAP_COLOUR = (0, 0, 200)  # BGR red
 COLUMNS = ("iteration", "seen", "loss", "avg_loss", "rate", "images_per_s", "seconds", "map")
 
 
@@ -64,30 +66,18 @@ def _csv_text(rows) -> str:
 
 
 def draw_chart(loss, maps, max_batches, size=(800, 600)) -> np.ndarray:
-    w, h = size
-    left, right, top, bottom = 70, 70, 30, 50
-    img = np.full((h, w, 3), 255, np.uint8)
-    x0, x1, y0, y1 = left, w - right, h - bottom, top
-    cv2.rectangle(img, (x0, y1), (x1, y0), (0, 0, 0), 1)
-    finite = [v for _, v in loss if math.isfinite(v)]
-    top_loss = max(finite) * 1.05 if finite else 1.0
+    """Average loss (blue, left axis) and mAP@0.5 (red dots, right axis) per iteration."""
+    finite = [(i, v) for i, v in loss if math.isfinite(v)]
+    top_loss = max(v for _, v in finite) * 1.05 if finite else 1.0
     span = max(max_batches, max((i for i, _ in loss), default=1), 1)
-
-    def px(i, v, vmax):
-        return int(x0 + (x1 - x0) * i / span), int(y0 - (y0 - y1) * min(max(v / vmax, 0), 1))
-
-    for k in range(6):  # grid and labels
-        y = int(y0 - (y0 - y1) * k / 5)
-        cv2.line(img, (x0, y), (x1, y), (220, 220, 220), 1)
-        cv2.putText(img, f"{top_loss * k / 5:.2f}", (5, y + 4), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (200, 0, 0), 1)
-        cv2.putText(img, f"{k * 20}%", (x1 + 8, y + 4), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 200), 1)
-        x = int(x0 + (x1 - x0) * k / 5)
-        cv2.putText(img, str(span * k // 5), (x - 10, y0 + 18), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1)
-    points = [px(i, v, top_loss) for i, v in loss if math.isfinite(v)]
-    if len(points) > 1:
-        cv2.polylines(img, [np.array(points, np.int32)], False, (200, 0, 0), 1)
+    axes = Axes(size, xlim=(0, span), ylim=(0.0, top_loss), margins=(70, 70, 30, 50))
+    axes.grid(xfmt="{:.0f}", yfmt="{:.2f}")
+    for k in range(6):  # the mAP axis: 0..100 % over the same height
+        row = axes.px(0, top_loss * k / 5)[1]
+        cv2.putText(axes.img, f"{k * 20}%", (axes.right + 8, row + 4), FONT, 0.4, MAP_COLOUR, 1)
+    if finite:
+        axes.line([i for i, _ in finite], [v for _, v in finite], CURVE)
     for i, v in maps:
-        cv2.circle(img, px(i, v, 1.0), 3, (0, 0, 200), -1)
-    cv2.putText(img, "avg loss (blue), mAP@0.5 (red) - iteration", (x0, y0 + 40),
-                cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1)
-    return img
+        cv2.circle(axes.img, axes.px(i, v * top_loss), 3, MAP_COLOUR, -1)
+    axes.caption("avg loss (blue), mAP@0.5 (red) - iteration")
+    return axes.img
