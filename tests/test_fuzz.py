@@ -249,3 +249,103 @@ def test_training_budget_counts_the_batch(tmp_path):
     check_budget(net, 8, 3)
     with pytest.raises(CfgError, match=r"at \(608, 608\)"):
         check_budget(net, 8, 3, (608, 608))
+
+
+# ---------------------------------------------------------------------------------------------
+# weights mutations
+# ---------------------------------------------------------------------------------------------
+WEIGHTS_CFGS = [ROOT / "tests" / "cfg" / "tiny-yolo.cfg", CFG / "yolov3-tiny.cfg"]
+
+
+@pytest.fixture(scope="module", params=WEIGHTS_CFGS, ids=lambda p: p.name)
+def weights_case(request):
+    """(cfg, network, the bytes of a valid random weights file for it)."""
+    path = _WORK / f"{request.param.stem}.weights"
+    net = write_random_weights(request.param, path, seed=3)
+    return request.param, net, path.read_bytes()
+
+
+def load_or_refuse(target: str, net, raw: bytes, cutoff="auto") -> None:
+    """Load ``raw`` (with the cutoff its size implies, as training does, or ``cutoff``); a load
+    must save back the same bytes, a refusal must be a WeightsError naming the file and place."""
+    path = _WORK / "fuzzed.weights"
+    path.write_bytes(raw)
+    count(target, "tried")
+    try:
+        if cutoff == "auto":
+            cutoff = layers_in_file(net, path)
+        net.load_weights(path, cutoff)
+    except DarknetError as e:
+        assert isinstance(e, WeightsError), repr(e)
+        message = str(e)
+        assert str(path) in message, message
+        assert re.search(r"byte|layer|header", message), message
+        count(target, "refused")
+        return
+    again = _WORK / "again.weights"
+    net.save_weights(again, cutoff)
+    assert again.read_bytes() == raw
+    count(target, "loaded")
+
+
+def test_weights_cut_at_every_layer_boundary(weights_case):
+    """A file cut at a boundary loads as a partial file (its size names the layers); one byte
+    either side of a boundary, or the whole cfg asked of a cut file, is refused naming the layer."""
+    cfg, net, raw = weights_case
+    target = f"weights cut {cfg.name}"
+    header = Header().size
+    boundaries = sorted(_boundaries(net, Header()))
+    assert boundaries[-1] == len(raw) == expected_size(net)
+    for end in [header] + boundaries:
+        load_or_refuse(target, net, raw[:end])
+        if end < len(raw):
+            with pytest.raises(WeightsError, match=r"file ends inside layer \d+ .* byte offset \d+"):
+                net.load_weights(_write(raw[:end]))
+        for off in (-1, 1, -4, 4):
+            if header <= end + off != len(raw) and end + off not in boundaries:
+                load_or_refuse(target, net, (raw + b"\0" * off)[:end + off])
+    assert FUZZ_COUNTS[target]["refused"] >= 4 * len(boundaries) - 4
+
+
+def _write(raw: bytes) -> Path:
+    path = _WORK / "fuzzed.weights"
+    path.write_bytes(raw)
+    return path
+
+
+@st.composite
+def mutated_weights(draw, raw: bytes):
+    data = bytearray(raw)
+    for _ in range(draw(st.integers(1, 3))):
+        kind = draw(st.sampled_from(["header", "header", "truncate", "extend", "flip"]))
+        if kind == "header":
+            field = draw(st.integers(0, 4))
+            value = draw(st.one_of(st.sampled_from([0, 1, 2, 3, 10, 999, 1000, 1001, -1, 2**31 - 1, -2**31]),
+                                   st.integers(-2**31, 2**31 - 1)))
+            data[4 * field:4 * field + 4] = struct.pack("<i", value)
+        elif kind == "truncate":
+            del data[draw(st.integers(0, len(data))):]
+        elif kind == "extend":
+            data += draw(st.binary(min_size=1, max_size=64))
+        elif data:
+            at = draw(st.integers(0, len(data) - 1))
+            data[at] ^= draw(st.integers(1, 255))
+    return bytes(data)
+
+
+def test_fuzz_weights(weights_case):
+    cfg, net, raw = weights_case
+
+    @examples(80)
+    @given(mutated_weights(raw))
+    def run(data):
+        load_or_refuse(f"weights {cfg.name}", net, data)
+
+    run()
+
+
+def test_weights_that_are_not_files_are_refused(tmp_path, weights_case):
+    _, net, _ = weights_case
+    for path in (tmp_path / "missing.weights", tmp_path):
+        with pytest.raises(WeightsError, match=re.escape(str(path))):
+            net.load_weights(path)
