@@ -15,10 +15,11 @@ log = logging.getLogger(__name__)
 SWEEP = (0.1, 0.01, 0.001, 0.0001)
 
 
-def validation_detections(net, source, batch_size=8, thresh=0.005, nms=0.45, progress=True):
+def validation_detections(net, source, batch_size=8, thresh=0.005, nms=0.45, progress=True, reported=None):
     """(detections, truths, image sizes) per image, as ``mean_average_precision`` takes them:
     detections (k, 6) class, prob, cx, cy, w, h for every (box, class) pair with prob > 0 after
-    NMS, as Darknet's ``validate_detector_map`` collects them (thresh .005 there)."""
+    NMS, as Darknet's ``validate_detector_map`` collects them (thresh .005 there). Images that
+    do not decode are logged unless their path is in ``reported`` (a set, updated)."""
     from tqdm import tqdm
     detections, truths, sizes = [], [], []
     with tqdm(total=len(source), unit="img", desc="validation", disable=not progress, leave=False) as bar:
@@ -28,7 +29,11 @@ def validation_detections(net, source, batch_size=8, thresh=0.005, nms=0.45, pro
                 try:
                     items.append(source.load(i))
                 except ImageError as e:
-                    log.warning("%s; skipped", e)
+                    path = str(source.paths[i])
+                    if reported is None or path not in reported:
+                        log.warning("%s; skipped", e)
+                    if reported is not None:
+                        reported.add(path)
                     items.append(None)
             loaded = [item for item in items if item is not None]
             found = iter(detect(net, [im for im, _ in loaded], thresh=thresh, nms=nms, batch_size=batch_size)
@@ -48,10 +53,10 @@ def validation_detections(net, source, batch_size=8, thresh=0.005, nms=0.45, pro
     return detections, truths, sizes
 
 
-def validate_map(net, source, names, iou_thresh=0.5, points=0, batch_size=8, progress=True):
+def validate_map(net, source, names, iou_thresh=0.5, points=0, batch_size=8, progress=True, reported=None):
     """Darknet's ``detector map`` figures for ``net`` (in eval mode) on ``source``."""
     from .evaluate import mean_average_precision
-    detections, truths, _ = validation_detections(net, source, batch_size, progress=progress)
+    detections, truths, _ = validation_detections(net, source, batch_size, progress=progress, reported=reported)
     return mean_average_precision(detections, truths, names, iou_thresh=iou_thresh, points=points)
 
 

@@ -75,10 +75,13 @@ class Problem:
 class Problems:
     """Entries that cannot be used: each is logged once, and ``summary`` counts them."""
 
-    def __init__(self):
+    def __init__(self, known: "Problems | None" = None):
+        """``known``: problems reported elsewhere already (the training list's, when the
+        validation list is read): counted here, not logged again."""
         self.items: list[Problem] = []
         self._seen: set[Problem] = set()
         self._skipped: set[str] = set()
+        self._known = known
 
     def add(self, path, line, reason: str, detail: str = "", skipped=True) -> None:
         """Record a problem; ``skipped`` names the entry it costs (default: ``path``), or is
@@ -90,7 +93,8 @@ class Problems:
             return
         self._seen.add(problem)
         self.items.append(problem)
-        log.warning("%s", problem)
+        if self._known is None or problem not in self._known._seen:
+            log.warning("%s", problem)
 
     def __len__(self):
         return len(self.items)
@@ -168,6 +172,22 @@ def read_label_file(path: Path, classes: int, problems: Problems, entry: Path):
     return np.array(boxes, dtype=F32)
 
 
+def load_training_image(path) -> np.ndarray:
+    """``load_image``, refusing a JPEG cut short: OpenCV decodes one with grey where the data
+    ended and only warns on stderr, a sample no run should learn from. A JPEG's last scan
+    (``FFDA``) must be followed by its end-of-image marker (``FFD9``); data bytes cannot
+    contain either, and an EXIF thumbnail's pair comes before the main scan."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise ImageError(f"{path}: cannot read: {e.strerror}") from None
+    if data[:2] == b"\xff\xd8" and data.rfind(b"\xff\xd9") < data.rfind(b"\xff\xda"):
+        raise ImageError(f"{path}: truncated JPEG: no end-of-image marker after its last scan "
+                         f"({len(data)} bytes)")
+    return load_image(path)
+
+
 class _Samples:
     """The API both sources share: ``len``, ``paths``, ``load(i)``."""
 
@@ -180,7 +200,7 @@ class _Samples:
 
     def load(self, i: int):
         """(image float32 (3, h, w) RGB in [0, 1], boxes float32 (n, 5) [class, cx, cy, w, h])."""
-        return load_image(self.paths[i]), self.boxes(i)
+        return load_training_image(self.paths[i]), self.boxes(i)
 
     def boxes(self, i: int) -> np.ndarray:
         """The (n, 5) label boxes of sample ``i``, without decoding its image."""

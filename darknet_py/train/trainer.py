@@ -263,7 +263,8 @@ class Trainer:
             with torch.no_grad():
                 for b, old in zip(self.net.buffers(), saved_stats):
                     b.copy_(old)  # batch-norm statistics from before the bad forward
-            raise _BadStep(loss)
+            raise _BadStep(loss, f"loss is {loss}" if not math.isfinite(loss)
+                           else f"gradients are not finite (loss {loss:g})")
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         return loss
@@ -295,11 +296,12 @@ class Trainer:
     def validate(self) -> float:
         from ..validate import validate_map
         if self._valid_source is None:
-            self._valid_source = open_dataset(self.data, "valid", Problems())
+            self._valid_source = open_dataset(self.data, "valid", Problems(known=self.problems))
         source = self._valid_source
         self.net.eval()
         try:
-            result = validate_map(self.net, source, self.data.names, progress=self.options.progress)
+            result = validate_map(self.net, source, self.data.names, progress=self.options.progress,
+                                  reported=self.reported)
         finally:
             self.net.train()
         return result.map
@@ -327,10 +329,10 @@ class Trainer:
                     bad = 0
                 except _BadStep as e:
                     bad += 1
-                    log.error("iteration %d: loss is %s; update skipped, weights kept", self.iteration + 1, e.loss)
+                    log.error("iteration %d: %s; update skipped, weights kept", self.iteration + 1, e.reason)
                     if bad >= opts.max_bad_steps:
                         raise TrainingError(
-                            f"iteration {self.iteration + 1}: loss not finite {bad} times in a row; stopped. "
+                            f"iteration {self.iteration + 1}: loss or gradients not finite {bad} times in a row; stopped. "
                             f"The last good weights are in {self.backup / (self.name + '_last.weights')}") from None
                     loss = float("nan")
                 self.iteration += 1
@@ -380,8 +382,8 @@ class Trainer:
 
 
 class _BadStep(Exception):
-    def __init__(self, loss):
-        self.loss = loss
+    def __init__(self, loss, reason):
+        self.loss, self.reason = loss, reason
 
 
 def train(data_file, cfg, weights=None, *, overrides=(), options: TrainOptions | None = None) -> TrainResult:
