@@ -342,3 +342,22 @@ def test_show_batch_with_mixup_shows_both_images_boxes(tmp_path, capsys):
                      "--mixup", mixup, *sets]) == 0
     plain, mixed = capsys.readouterr().out.splitlines()
     assert plain.endswith("4 images of 64 x 64, 4 boxes") and mixed.endswith("4 images of 64 x 64, 8 boxes")
+
+
+def test_onnx_export_of_reorg_layers_keeps_the_batch_dynamic(tmp_path):
+    import onnxruntime
+    cfg = tmp_path / "reorg.cfg"
+    cfg.write_text("[net]\nwidth=32\nheight=32\nchannels=3\n"
+                   "[convolutional]\nfilters=8\nsize=3\npad=1\nactivation=leaky\n"
+                   "[reorg]\nstride=2\n"
+                   "[reorg3d]\nstride=2\n"
+                   "[convolutional]\nfilters=4\nsize=1\nactivation=linear\n")
+    net = Darknet(cfg)
+    export_onnx(net, tmp_path / "reorg.onnx")
+    session = onnxruntime.InferenceSession(str(tmp_path / "reorg.onnx"), providers=["CPUExecutionProvider"])
+    x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        expected = net.eval()(x)[0].numpy()
+    got = session.run(None, {"input": x.numpy()})[0]
+    assert got.shape == expected.shape == (2, 4, 8, 8)
+    assert np.abs(got - expected).max() < 1e-4

@@ -71,7 +71,8 @@ class Reorg(nn.Module):
         self._gather = {}  # per input shape and device; rebuilt, never saved
 
     def forward(self, x):
-        b, c, h, w = x.shape
+        b = x.shape[0]
+        c, h, w = (int(v) for v in x.shape[1:])  # ints also when traced for ONNX export
         s = self.stride
         out = (c // (s * s), h * s, w * s) if self.reverse else (c * s * s, h // s, w // s)
         key = (c, h, w, x.device)
