@@ -349,3 +349,54 @@ def test_weights_that_are_not_files_are_refused(tmp_path, weights_case):
     for path in (tmp_path / "missing.weights", tmp_path):
         with pytest.raises(WeightsError, match=re.escape(str(path))):
             net.load_weights(path)
+
+
+# ---------------------------------------------------------------------------------------------
+# no pickle from user files
+# ---------------------------------------------------------------------------------------------
+UNPICKLERS = {"pickle", "cPickle", "dill", "joblib", "shelve", "marshal", "cloudpickle"}
+
+
+def _unsafe_loads(source: str):
+    """(line, what) for every way the code could unpickle: torch.load without
+    weights_only=True, np.load with allow_pickle=True, an unpickling module, torch.jit.load."""
+    import ast
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            names = [a.name for a in node.names] + ([node.module] if isinstance(node, ast.ImportFrom) else [])
+            for name in names:
+                if name and name.split(".")[0] in UNPICKLERS:
+                    yield node.lineno, f"import {name}"
+            if isinstance(node, ast.ImportFrom) and node.module == "torch" and "load" in names:
+                yield node.lineno, "from torch import load (a bare load() escapes this check)"
+        if not isinstance(node, ast.Call):
+            continue
+        name = ast.unparse(node.func)
+        keywords = {k.arg: k.value for k in node.keywords}
+        safe = isinstance(keywords.get("weights_only"), ast.Constant) and keywords["weights_only"].value is True
+        if name.endswith("torch.load"):
+            if not safe:
+                yield node.lineno, f"{name}(...) without weights_only=True"
+        elif name.endswith("jit.load") or name.endswith("torch.package.PackageImporter"):
+            yield node.lineno, name
+        elif name.split(".")[-1] in ("load", "loadtxt") and name.split(".")[0] in ("np", "numpy"):
+            allow = keywords.get("allow_pickle")
+            if allow is not None and not (isinstance(allow, ast.Constant) and allow.value is False):
+                yield node.lineno, f"{name}(..., allow_pickle=...)"
+
+
+def test_no_pickle_from_user_files():
+    """Every torch.load in the package passes weights_only=True; nothing else unpickles."""
+    found = []
+    for path in sorted((ROOT / "darknet_py").rglob("*.py")):
+        found += [f"{path.relative_to(ROOT)}:{line}: {what}" for line, what in _unsafe_loads(path.read_text())]
+    assert not found, "\n".join(found)
+    loads = sum(p.read_text().count("torch.load(") for p in (ROOT / "darknet_py").rglob("*.py"))
+    assert loads >= 2  # checkpoint.py and convert.py: the check sees them
+
+
+def test_the_pickle_check_can_fail():
+    bad = ("import pickle\nimport torch\nx = torch.load(p)\ny = torch.load(p, weights_only=False)\n"
+           "z = torch.load(p, map_location='cpu', weights_only=True)\nimport numpy as np\n"
+           "np.load(p, allow_pickle=True)\n")
+    assert [line for line, _ in _unsafe_loads(bad)] == [1, 3, 4, 7]
