@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .image import letterbox, load_image
+from .image import letterbox, load_image, resize_image
 from .layers.gaussian_yolo import GaussianYolo
 from .layers.heads import Detection, Region, Yolo
 from .postprocess import (Detections, correct_boxes, decode_detection, decode_gaussian_yolo, decode_region,
@@ -24,22 +24,38 @@ def _as_image(item):
     return image
 
 
-def network_boxes(net, outputs, b, im_w, im_h, thresh):
-    """All heads' boxes of image ``b`` in Darknet's list order, boxes relative to the image."""
+def uses_letterbox(net, letterbox=None) -> bool:
+    """Whether images are letterboxed (else resized to the network size, stretched): ``letterbox``
+    when given (AlexeyAB's ``-letter_box`` flag is ``True``); else pjreddie's ``test_detector``
+    always does, AlexeyAB's ``test_detector``/``validate_detector_map`` only with [net]
+    ``letter_box=1``."""
+    if letterbox is not None:
+        return bool(letterbox)
+    return net.net.fork == "pjreddie" or bool(net.net.letter_box)
+
+
+def network_input(image, w, h, letter=True):
+    """The network's input for one (3, h, w) image: ``letterbox_image`` or ``resize_image``."""
+    return letterbox(image, w, h) if letter else resize_image(image, w, h)
+
+
+def network_boxes(net, outputs, b, im_w, im_h, thresh, letter=True):
+    """All heads' boxes of image ``b`` in Darknet's list order, boxes relative to the image;
+    ``letter``: whether the input was letterboxed (``get_network_boxes``' last argument)."""
     parts = []
     net_w, net_h = net.input_size
     for index, out in zip(net.outputs, outputs):
         layer, o = net.layers[index], out[b].detach().float().cpu().numpy()
         if isinstance(layer, Yolo):
             boxes, obj, probs = decode_yolo(o, layer.anchors, layer.mask, net_w, net_h, thresh, layer.new_coords)
-            boxes = correct_boxes(boxes, im_w, im_h, net_w, net_h, layer.alexeyab)
+            boxes = correct_boxes(boxes, im_w, im_h, net_w, net_h, layer.alexeyab, letter)
         elif isinstance(layer, GaussianYolo):
             boxes, obj, probs = decode_gaussian_yolo(o, layer.anchors, layer.mask, net_w, net_h, thresh,
                                                      layer.yolo_point)
-            boxes = correct_boxes(boxes, im_w, im_h, net_w, net_h)
+            boxes = correct_boxes(boxes, im_w, im_h, net_w, net_h, letter=letter)
         elif isinstance(layer, Region):
             boxes, obj, probs = decode_region(o, layer.anchors, layer.coords, layer.background, thresh)
-            boxes = correct_boxes(boxes, im_w, im_h, net_w, net_h)
+            boxes = correct_boxes(boxes, im_w, im_h, net_w, net_h, letter=letter)
         elif isinstance(layer, Detection):
             boxes, obj, probs = decode_detection(o, layer.side, layer.n, layer.classes, layer.coords,
                                                  layer.sqrt, thresh)
@@ -51,34 +67,40 @@ def network_boxes(net, outputs, b, im_w, im_h, thresh):
     return Detections(*(np.concatenate(arrays) for arrays in zip(*parts)))
 
 
-def detect(net, images, thresh=0.25, hier_thresh=0.5, nms=0.45, batch_size=8):
+def detect(net, images, thresh=0.25, hier_thresh=0.5, nms=0.45, batch_size=8, letterbox=None):
     """Detections of one image (a path or a (3, h, w) array) or of a list of them (batched).
 
-    Matches Darknet's ``get_network_boxes(net, w, h, thresh, hier_thresh, 0, relative=1)``
+    Matches Darknet's ``get_network_boxes(net, w, h, thresh, hier_thresh, 0, relative=1, letter)``
     then ``do_nms_sort(dets, n, classes, nms)`` (AlexeyAB's ``diounms_sort`` when the last
-    layer sets ``nms_kind``). ``hier_thresh`` only matters for YOLO9000
-    trees, which are refused at load time; it is accepted for Darknet's signature.
+    layer sets ``nms_kind``). The image is letterboxed or resized as the network's fork does
+    it (:func:`uses_letterbox`; ``letterbox=True/False`` overrides). ``hier_thresh`` only
+    matters for YOLO9000 trees, which are refused at load time; it is accepted for Darknet's
+    signature.
     """
     single = not isinstance(images, (list, tuple))
     items = [images] if single else list(images)
     net_w, net_h = net.input_size
+    letter = uses_letterbox(net, letterbox)
     param = next(net.parameters(), torch.empty(0))
     results = []
     for start in range(0, len(items), batch_size):
         chunk = [_as_image(item) for item in items[start:start + batch_size]]
-        x = torch.from_numpy(np.stack([letterbox(im, net_w, net_h) for im in chunk]))
+        x = torch.from_numpy(np.stack([network_input(im, net_w, net_h, letter) for im in chunk]))
         with torch.inference_mode():
             outputs = net(x.to(param.device))
         sizes = [(im.shape[2], im.shape[1]) for im in chunk]
-        results.extend(detections_from_outputs(net, outputs, sizes, thresh, nms))
+        results.extend(detections_from_outputs(net, outputs, sizes, thresh, nms, letter))
     return results[0] if single else results
 
 
-def detections_from_outputs(net, outputs, image_sizes, thresh=0.25, nms=0.45):
+def detections_from_outputs(net, outputs, image_sizes, thresh=0.25, nms=0.45, letterbox=None):
     """Darknet's detections from head outputs (as ``net(x)`` returns them) for images of the
-    given (width, height), one :class:`Detections` per image. The NMS is the one the network's
-    last layer names (AlexeyAB's ``nms_kind``/``beta_nms``; classic ``do_nms_sort`` otherwise)."""
+    given (width, height), one :class:`Detections` per image; ``letterbox`` says how the
+    inputs were made (default: the fork's rule, :func:`uses_letterbox`). The NMS is the one the
+    network's last layer names (AlexeyAB's ``nms_kind``/``beta_nms``; classic ``do_nms_sort``
+    otherwise)."""
+    letter = uses_letterbox(net, letterbox)
     last = net.layers[-1]
     kind, beta = getattr(last, "nms_kind", "default"), getattr(last, "beta_nms", 0.6)
-    return [nms_sort(network_boxes(net, outputs, b, w, h, thresh), nms, kind, beta)
+    return [nms_sort(network_boxes(net, outputs, b, w, h, thresh, letter), nms, kind, beta)
             for b, (w, h) in enumerate(image_sizes)]

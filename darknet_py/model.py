@@ -53,7 +53,7 @@ def plan_network(sections: list[Section], width=None, height=None, max_bytes=Non
         raise CfgError("no sections; a Darknet cfg starts with [net]")
     max_bytes = budget(max_bytes)
     net_section = sections[0]
-    net = NetConfig.from_section(net_section)
+    net = NetConfig.from_section(net_section, sections[1:])
     if width is not None or height is not None:
         net = _resized(net, width, height)
     net_section.check_unused()
@@ -184,6 +184,11 @@ class Darknet(nn.Module):
     def input_size(self) -> tuple[int, int]:
         """(width, height) images are letterboxed to, from [net] or the load-time override."""
         return self.net.width, self.net.height
+
+    @property
+    def fork(self) -> str:
+        """Whose arithmetic this network reproduces: [net] ``fork``, ``auto`` resolved (netcfg.FORKS)."""
+        return self.net.fork
 
     @property
     def seen(self) -> int:

@@ -1,9 +1,14 @@
 """The ``[net]`` section as a typed config, with Darknet's names and defaults (``parse_net_options``)."""
 from __future__ import annotations
 
+import logging
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 
 from .cfg import Section
+
+log = logging.getLogger(__name__)
 
 # Darknet's policies, plus ``cosine`` (this project's extension: Bag of Freebies' cosine decay
 # after the burn_in warm-up; Darknet itself would fall back to constant on it).
@@ -12,11 +17,41 @@ POLICIES = ("constant", "step", "exp", "poly", "steps", "sigmoid", "random", "sg
 # Which fork's arithmetic to reproduce where the two differ (this project's [net] option ``fork``;
 # Darknet itself would list it as an unused field). pjreddie: batch norm divides by
 # ``sqrt(var) + 1e-6``; a one-layer [shortcut] from a layer of another width and height adds
-# at a stride (``shortcut_cpu``). alexeyab: ``sqrt(var + 1e-5)`` (AlexeyAB's CUDA and cuDNN
-# builds, which trained the published yolov4 weights; its CPU-only build adds 1e-6 instead,
-# a relative difference of about 5e-6 / var); the shortcut adds the first outputs element by
-# element (``shortcut_multilayer_cpu``). AlexeyAB-only sections behave as AlexeyAB's either way.
+# at a stride (``shortcut_cpu``); detection letterboxes the image. alexeyab: ``sqrt(var + 1e-5)``
+# (AlexeyAB's CUDA and cuDNN builds, which trained the published yolov4 weights; its CPU-only
+# build adds 1e-6 instead, a relative difference of about 5e-6 / var); the shortcut adds the
+# first outputs element by element (``shortcut_multilayer_cpu``); detection resizes the image
+# without letterbox unless ``letter_box=1``; a weights header's ``seen`` is 64-bit from version
+# 0.2 on without pjreddie's ``< 1000`` check. AlexeyAB-only sections behave as AlexeyAB's
+# either way. ``auto`` (the default) picks alexeyab when the cfg uses anything only AlexeyAB's
+# parser reads (``alexeyab_feature``), pjreddie otherwise.
 FORKS = ("pjreddie", "alexeyab")
+FORK_CHOICES = ("auto",) + FORKS
+
+# What only AlexeyAB's parse_network_cfg reads (SECTIONS.md, from both forks' parser.c).
+ALEXEYAB_SECTIONS = frozenset((
+    "scale_channels", "sam", "Gaussian_yolo", "conv_lstm", "history", "local_avg", "local_avgpool",
+    "reorg3d", "contrastive", "empty", "silence", "implicit"))
+_SECTION_ALIASES = {"conv": "convolutional", "max": "maxpool"}
+ALEXEYAB_KEYS = {
+    "convolutional": ("stride_x", "stride_y", "dilation", "antialiasing", "assisted_excitation",
+                      "share_index", "cbn", "bin_output", "sway", "rotate", "stretch", "stretch_sway",
+                      "angle", "grad_centr", "reverse", "coordconv", "stream", "wait_stream"),
+    "maxpool": ("stride_x", "stride_y", "maxpool_depth", "out_channels", "antialiasing",
+                "maxpool_zero_nonmax"),
+    "route": ("groups", "group_id", "stream", "wait_stream"),
+    "shortcut": ("weights_type", "weights_normalization"),
+    "dropout": ("dropblock", "dropblock_size_rel", "dropblock_size_abs"),
+    "yolo": ("scale_x_y", "new_coords", "iou_loss", "iou_thresh_kind", "iou_thresh", "iou_normalizer",
+             "obj_normalizer", "cls_normalizer", "delta_normalizer", "max_delta", "label_smooth_eps",
+             "objectness_smooth", "counters_per_class", "beta_nms", "nms_kind", "resize", "focal_loss",
+             "show_details", "track_history_size", "sim_thresh", "dets_for_track", "dets_for_show",
+             "track_ciou_norm", "embedding_layer"),
+}
+ALEXEYAB_LAYER_KEYS = ("clip", "dont_update", "burnin_update", "train_only_bn")  # any layer section
+ALEXEYAB_ACTIVATIONS = frozenset((
+    "swish", "mish", "hard_mish", "relu6", "gelu", "revleaky", "normalize_channels",
+    "normalize_channels_softmax", "normalize_channels_softmax_maxval"))
 
 # [net] options AlexeyAB's parse_net_options reads beyond pjreddie's, with its defaults (mostly
 # training switches: augmentation, EMA, memory). They are kept, typed, in NetConfig.
@@ -28,6 +63,10 @@ ALEXEYAB_NET_OPTIONS = (
     "contrastive_jit_flip", "contrastive_color", "unsupervised", "label_smooth_eps", "resize_step",
     "attention", "adversarial_lr", "max_chart_loss", "show_receptive_field", "max_epochs",
 )
+# ... and those of them (with the learning-rate options) that pjreddie's parser does not know;
+# max_epochs is in a shipped cfg but read by neither parser.
+ALEXEYAB_NET_KEYS = tuple(k for k in ALEXEYAB_NET_OPTIONS if k != "max_epochs") + (
+    "learning_rate_min", "sgdr_cycle", "sgdr_mult", "seq_scales", "sequential_subdivisions")
 
 
 @dataclass(frozen=True)
@@ -71,7 +110,7 @@ class NetConfig:
     sgdr_cycle: int = 0
     sgdr_mult: int = 2
     seq_scales: tuple[float, ...] = ()
-    fork: str = "pjreddie"
+    fork: str = "pjreddie"   # resolved: never "auto"
     # AlexeyAB (ALEXEYAB_NET_OPTIONS)
     track: int = 0
     augment_speed: int = 2
@@ -108,7 +147,8 @@ class NetConfig:
     max_epochs: int = 0   # in Gaussian_yolov3_BDD.cfg; neither fork's parser reads it
 
     @classmethod
-    def from_section(cls, s: Section) -> "NetConfig":
+    def from_section(cls, s: Section, layers: Sequence[Section] = ()) -> "NetConfig":
+        """The [net] section ``s``; ``layers`` (the sections after it) decide ``fork=auto``."""
         if s.kind not in ("net", "network"):
             raise s.error("the first section must be [net] or [network]")
         width, height, channels = s.int("width", 0), s.int("height", 0), s.int("channels", 0)
@@ -133,9 +173,7 @@ class NetConfig:
         kw.update(_alexeyab_options(s, cls))
         kw["sequential_subdivisions"] = min(s.int("sequential_subdivisions", kw["subdivisions"], minimum=1),
                                             kw["subdivisions"])
-        kw["fork"] = s.str("fork", "pjreddie")
-        if kw["fork"] not in FORKS:
-            raise s.error(f"unknown fork '{kw['fork']}' (known: {', '.join(FORKS)})", "fork")
+        kw["fork"] = resolve_fork(s, layers)
         kw["sgdr_cycle"] = s.int("sgdr_cycle", kw["max_batches"])
         kw["sgdr_mult"] = s.int("sgdr_mult", 2)
         kw["max_ratio"] = s.float("max_ratio", kw["max_crop"] / width)
@@ -171,6 +209,43 @@ class NetConfig:
         # harmless leftovers when a run switches policy (``--set policy=poly``).
         s.ignore("step", "scale", "steps", "scales", "seq_scales", "gamma")
         return cls(**kw)
+
+
+def resolve_fork(net: Section, layers: Sequence[Section] = ()) -> str:
+    """[net] ``fork``, with ``auto`` (the default) resolved from what the cfg uses; logged."""
+    fork = net.str("fork", "auto")
+    if fork not in FORK_CHOICES:
+        raise net.error(f"unknown fork '{fork}' (known: {', '.join(FORK_CHOICES)})", "fork")
+    if fork != "auto":
+        log.info("%s: fork=%s (set in [net])", net.file, fork)
+        return fork
+    feature = alexeyab_feature([net, *layers])
+    fork = "alexeyab" if feature else "pjreddie"
+    log.info("%s: fork=%s (auto: %s)", net.file, fork,
+             f"{feature}, which only AlexeyAB's Darknet reads" if feature else "nothing AlexeyAB-only")
+    return fork
+
+
+def alexeyab_feature(sections: Sequence[Section]) -> str | None:
+    """The first thing in ``sections`` that only AlexeyAB's parser reads (a section, an option,
+    an activation, the sgdr policy, a [shortcut] of several layers), named with its place; None
+    when pjreddie's parser knows everything there."""
+    for s in sections:
+        kind = _SECTION_ALIASES.get(s.kind, s.kind)
+        where = f"{s.file}:{s.line}"
+        if kind in ALEXEYAB_SECTIONS:
+            return f"[{s.kind}] at {where}"
+        if kind in ("net", "network"):
+            keys = ALEXEYAB_NET_KEYS
+        else:
+            keys = ALEXEYAB_KEYS.get(kind, ()) + ALEXEYAB_LAYER_KEYS
+        for key, option in s.options.items():
+            value = re.split(r"[#;]", option.value, maxsplit=1)[0]
+            if (key in keys or (key == "activation" and value in ALEXEYAB_ACTIVATIONS)
+                    or (key == "policy" and kind in ("net", "network") and value == "sgdr")
+                    or (key == "from" and kind == "shortcut" and "," in value.rstrip(","))):
+                return f"{key}={value} in [{s.kind}] at {s.file}:{option.line}"
+    return None
 
 
 def _alexeyab_options(s: Section, cls) -> dict:

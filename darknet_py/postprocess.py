@@ -121,11 +121,16 @@ def decode_detection(out, side, n, classes, coords, sqrt, thresh):
     return boxes, scale, _probs(scale, cls[i], thresh)
 
 
-def correct_boxes(boxes, im_w, im_h, net_w, net_h, alexeyab=False):
-    """``correct_yolo_boxes``/``correct_region_boxes`` with relative=1: undo the letterbox.
-    AlexeyAB's correct_yolo_boxes scales sizes by ``1 / ratio`` (``ratio = new / net``) where
-    pjreddie's uses ``net / new``: the two can differ in the last bit."""
-    new_w, new_h, _, _ = letterbox_geometry(im_w, im_h, net_w, net_h)
+def correct_boxes(boxes, im_w, im_h, net_w, net_h, alexeyab=False, letter=True):
+    """``correct_yolo_boxes``/``correct_region_boxes`` with relative=1: undo the letterbox
+    (``letter``; without it the network saw the whole image stretched, and AlexeyAB's
+    ``letter=0`` takes the network size as the image's, which changes nothing). AlexeyAB's
+    correct_yolo_boxes scales sizes by ``1 / ratio`` (``ratio = new / net``) where pjreddie's
+    uses ``net / new``: the two can differ in the last bit."""
+    if letter:
+        new_w, new_h, _, _ = letterbox_geometry(im_w, im_h, net_w, net_h)
+    else:
+        new_w, new_h = net_w, net_h
     b = boxes.astype(np.float64)
     out = np.empty_like(boxes)
     ratio_w, ratio_h = F32(new_w) / F32(net_w), F32(new_h) / F32(net_h)

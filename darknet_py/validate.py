@@ -15,11 +15,13 @@ log = logging.getLogger(__name__)
 SWEEP = (0.1, 0.01, 0.001, 0.0001)
 
 
-def validation_detections(net, source, batch_size=8, thresh=0.005, nms=0.45, progress=True, reported=None):
+def validation_detections(net, source, batch_size=8, thresh=0.005, nms=0.45, progress=True, reported=None,
+                          letterbox=None):
     """(detections, truths, image sizes) per image, as ``mean_average_precision`` takes them:
     detections (k, 6) class, prob, cx, cy, w, h for every (box, class) pair with prob > 0 after
-    NMS, as Darknet's ``validate_detector_map`` collects them (thresh .005 there). Images that
-    do not decode are logged unless their path is in ``reported`` (a set, updated)."""
+    NMS, as Darknet's ``validate_detector_map`` collects them (thresh .005 there), images
+    letterboxed or resized by the fork's rule unless ``letterbox`` says (``detect``). Images
+    that do not decode are logged unless their path is in ``reported`` (a set, updated)."""
     from tqdm import tqdm
     detections, truths, sizes = [], [], []
     with tqdm(total=len(source), unit="img", desc="validation", disable=not progress, leave=False) as bar:
@@ -36,8 +38,8 @@ def validation_detections(net, source, batch_size=8, thresh=0.005, nms=0.45, pro
                         reported.add(path)
                     items.append(None)
             loaded = [item for item in items if item is not None]
-            found = iter(detect(net, [im for im, _ in loaded], thresh=thresh, nms=nms, batch_size=batch_size)
-                         if loaded else [])
+            found = iter(detect(net, [im for im, _ in loaded], thresh=thresh, nms=nms, batch_size=batch_size,
+                                letterbox=letterbox) if loaded else [])
             for item in items:
                 if item is None:
                     detections.append(np.zeros((0, 6), np.float32))
@@ -53,10 +55,12 @@ def validation_detections(net, source, batch_size=8, thresh=0.005, nms=0.45, pro
     return detections, truths, sizes
 
 
-def validate_map(net, source, names, iou_thresh=0.5, points=0, batch_size=8, progress=True, reported=None):
+def validate_map(net, source, names, iou_thresh=0.5, points=0, batch_size=8, progress=True, reported=None,
+                 letterbox=None):
     """Darknet's ``detector map`` figures for ``net`` (in eval mode) on ``source``."""
     from .evaluate import mean_average_precision
-    detections, truths, _ = validation_detections(net, source, batch_size, progress=progress, reported=reported)
+    detections, truths, _ = validation_detections(net, source, batch_size, progress=progress, reported=reported,
+                                                  letterbox=letterbox)
     return mean_average_precision(detections, truths, names, iou_thresh=iou_thresh, points=points)
 
 

@@ -1,0 +1,251 @@
+"""Which fork a cfg gets (``fork=auto``) and what follows from it: letterbox or plain resize in
+detection (AlexeyAB's test_detector / validate_detector_map), correct_yolo_boxes' ``letter``."""
+from __future__ import annotations
+
+import logging
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import darknet_py
+from darknet_py.cfg import parse_cfg, parse_cfg_text
+from darknet_py.detect import detect, detections_from_outputs, uses_letterbox
+from darknet_py.errors import CfgError
+from darknet_py.image import letterbox
+from darknet_py.model import plan_network
+from darknet_py.netcfg import alexeyab_feature
+from darknet_py.postprocess import correct_boxes
+from darknet_py.validate import validation_detections
+
+from conftest import CFG
+
+F32 = np.float32
+PJREDDIE_CFGS = sorted(p.name for p in CFG.glob("*.cfg"))
+ALEXEYAB_ONLY = ["Gaussian_yolov3_BDD.cfg", "csdarknet53-omega.cfg", "efficientnet_b0.cfg", "yolov4.cfg",
+                 "yolov4-tiny.cfg", "yolov4-tiny-3l.cfg", "yolov4-csp.cfg", "yolov4-csp-swish.cfg",
+                 "yolov4-p5.cfg", "yolov4x-mish.cfg", "yolov4-custom.cfg", "yolov4-sam-mish-csp-reorg-bfm.cfg",
+                 "yolov7.cfg", "yolov7-tiny.cfg"]
+
+
+def fork_of(body, net_extra=""):
+    net, _, _ = plan_network(parse_cfg_text(f"[net]\nwidth=8\nheight=8\nchannels=3\n{net_extra}{body}"))
+    return net.fork
+
+
+# --- fork=auto ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", PJREDDIE_CFGS)
+def test_pjreddie_cfgs_resolve_to_pjreddie(name):
+    assert alexeyab_feature(parse_cfg(CFG / name)) is None
+
+
+@pytest.mark.parametrize("name", ALEXEYAB_ONLY)
+def test_alexeyab_cfgs_resolve_to_alexeyab(name):
+    assert alexeyab_feature(parse_cfg(CFG / "alexeyab" / name)) is not None
+
+
+def test_cfgs_of_alexeyab_that_pjreddie_reads_stay_pjreddie():
+    # yolov3-tiny_3l and -prn use nothing pjreddie's parser lacks (prn's shortcuts of another
+    # channel count add the same channels under both rules)
+    for name in ("yolov3-tiny_3l.cfg", "yolov3-tiny-prn.cfg"):
+        assert alexeyab_feature(parse_cfg(CFG / "alexeyab" / name)) is None
+
+
+@pytest.mark.parametrize("body,net_extra", [
+    ("[convolutional]\nfilters=3\n[sam]\nfrom=-1\n", ""),
+    ("[convolutional]\nfilters=4\nactivation=mish\n", ""),
+    ("[conv]\nfilters=4\nstride_x=2\n", ""),
+    ("[convolutional]\nfilters=4\n[route]\nlayers=-1\ngroups=2\ngroup_id=1\n", ""),
+    ("[convolutional]\nfilters=3\n[convolutional]\nfilters=3\n[shortcut]\nfrom=-1,-2\n", ""),
+    ("[convolutional]\nfilters=3\n[max]\nsize=2\nstride=2\nantialiasing=1\n", ""),
+    ("[convolutional]\nfilters=3\n", "letter_box=1\n"),
+    ("[convolutional]\nfilters=3\n", "policy=sgdr\nmax_batches=10\n"),
+    ("[convolutional]\nfilters=3\n", "learning_rate_min=0.0001\n"),
+    ("[convolutional]\nfilters=18\nactivation=linear\n[yolo]\nmask=0,1,2\nanchors=1,1,2,2,3,3\nclasses=1\n"
+     "num=3\nscale_x_y=1.05\n", ""),
+])
+def test_alexeyab_only_features_select_alexeyab(body, net_extra):
+    assert fork_of(body, net_extra) == "alexeyab"
+    assert fork_of(body, net_extra + "fork=pjreddie\n") == "pjreddie"  # an explicit fork wins
+
+
+def test_plain_cfg_is_pjreddie_and_explicit_fork_wins():
+    body = "[convolutional]\nfilters=3\nbatch_normalize=1\nactivation=leaky\n[shortcut]\nfrom=-1\n"
+    assert fork_of(body) == "pjreddie"
+    assert fork_of(body, "fork=auto\n") == "pjreddie"
+    assert fork_of(body, "fork=alexeyab\n") == "alexeyab"
+    with pytest.raises(CfgError, match="auto, pjreddie, alexeyab"):
+        fork_of(body, "fork=darknet2\n")
+
+
+def test_resolved_fork_is_exposed_logged_and_reaches_the_layers(caplog):
+    with caplog.at_level(logging.INFO, logger="darknet_py.netcfg"):
+        net = darknet_py.Darknet(CFG / "alexeyab" / "yolov4-tiny.cfg", init=False)
+    assert net.fork == net.net.fork == "alexeyab"
+    assert "fork=alexeyab (auto: groups=2 in [route]" in caplog.text
+    assert all(layer.fork == "alexeyab" for layer in net.layers if hasattr(layer, "rolling_mean"))
+    pj = darknet_py.Darknet(CFG / "yolov3-tiny.cfg", init=False)
+    assert pj.fork == "pjreddie"
+    assert all(layer.fork == "pjreddie" for layer in pj.layers if hasattr(layer, "rolling_mean"))
+
+
+# --- detection: letterbox or resize ---------------------------------------------------------------
+
+def c_correct_yolo_boxes(dets, w, h, netw, neth, letter):
+    """AlexeyAB's yolo_layer.c correct_yolo_boxes, relative=1, literally (float and double as in C)."""
+    if letter:
+        if F32(netw) / F32(w) < F32(neth) / F32(h):
+            new_w, new_h = netw, (h * netw) // w
+        else:
+            new_h, new_w = neth, (w * neth) // h
+    else:
+        new_w, new_h = netw, neth
+    deltaw, deltah = F32(netw - new_w), F32(neth - new_h)
+    ratiow, ratioh = F32(new_w) / F32(netw), F32(new_h) / F32(neth)
+    out = []
+    for x, y, bw, bh in dets:
+        x = F32((float(x) - float(deltaw) / 2. / netw) / float(ratiow))
+        y = F32((float(y) - float(deltah) / 2. / neth) / float(ratioh))
+        bw = F32(bw * (F32(1) / ratiow))
+        bh = F32(bh * (F32(1) / ratioh))
+        out.append([x, y, bw, bh])
+    return np.array(out, F32)
+
+
+def c_correct_gaussian_yolo_boxes(dets, w, h, netw, neth, letter):
+    """gaussian_yolo_layer.c correct_gaussian_yolo_boxes, relative=1 (pjreddie's size formula)."""
+    if letter:
+        if F32(netw) / F32(w) < F32(neth) / F32(h):
+            new_w, new_h = netw, (h * netw) // w
+        else:
+            new_h, new_w = neth, (w * neth) // h
+    else:
+        new_w, new_h = netw, neth
+    out = []
+    for x, y, bw, bh in dets:
+        x = F32((float(x) - (netw - new_w) / 2. / netw) / float(F32(new_w) / F32(netw)))
+        y = F32((float(y) - (neth - new_h) / 2. / neth) / float(F32(new_h) / F32(neth)))
+        out.append([x, y, F32(bw * (F32(netw) / F32(new_w))), F32(bh * (F32(neth) / F32(new_h)))])
+    return np.array(out, F32)
+
+
+@pytest.mark.parametrize("letter", [0, 1])
+@pytest.mark.parametrize("size", [(640, 427), (300, 700), (97, 131)])
+def test_correct_boxes_match_alexeyab(letter, size):
+    rng = np.random.default_rng(sum(size) + letter)
+    boxes = rng.uniform(0.01, 1.0, (200, 4)).astype(F32)
+    w, h = size
+    np.testing.assert_array_equal(correct_boxes(boxes, w, h, 416, 288, True, bool(letter)),
+                                  c_correct_yolo_boxes(boxes, w, h, 416, 288, letter))
+    np.testing.assert_array_equal(correct_boxes(boxes, w, h, 416, 288, False, bool(letter)),
+                                  c_correct_gaussian_yolo_boxes(boxes, w, h, 416, 288, letter))
+    if not letter:  # the network saw the whole image: boxes relative to it are already right
+        np.testing.assert_array_equal(correct_boxes(boxes, w, h, 416, 288, True, False), boxes)
+
+
+def c_resize_image(im, w, h):
+    """image.c resize_image, literally (float32 arithmetic, C's operation order)."""
+    c, ih, iw = im.shape
+    part = np.zeros((c, ih, w), F32)
+    w_scale = F32(iw - 1) / F32(w - 1)
+    h_scale = F32(ih - 1) / F32(h - 1)
+    for k in range(c):
+        for r in range(ih):
+            for col in range(w):
+                if col == w - 1 or iw == 1:
+                    val = im[k, r, iw - 1]
+                else:
+                    sx = F32(col * w_scale)
+                    ix = int(sx)
+                    dx = F32(sx - F32(ix))
+                    val = F32((F32(1) - dx) * im[k, r, ix] + dx * im[k, r, ix + 1])
+                part[k, r, col] = val
+    out = np.zeros((c, h, w), F32)
+    for k in range(c):
+        for r in range(h):
+            sy = F32(r * h_scale)
+            iy = int(sy)
+            dy = F32(sy - F32(iy))
+            for col in range(w):
+                out[k, r, col] = F32((F32(1) - dy) * part[k, iy, col])
+            if r == h - 1 or ih == 1:
+                continue
+            for col in range(w):
+                out[k, r, col] = F32(out[k, r, col] + F32(dy * part[k, iy + 1, col]))
+    return out
+
+
+YOLO_HEAD = ("[convolutional]\nsize=1\nfilters=18\nactivation=linear\n"
+             "[yolo]\nmask=0,1,2\nanchors=3,4,8,6,12,14\nclasses=1\nnum=3\n")
+
+
+def tiny_yolo(tmp_path, net_extra="", yolo_extra=""):
+    cfg = tmp_path / "t.cfg"
+    cfg.write_text(f"[net]\nwidth=32\nheight=24\nchannels=3\n{net_extra}"
+                   "[convolutional]\nfilters=4\nsize=3\nstride=2\npad=1\nactivation=leaky\n"
+                   f"{YOLO_HEAD}{yolo_extra}")
+    torch.manual_seed(0)
+    net = darknet_py.Darknet(cfg).eval()
+    with torch.no_grad():
+        net.layers[1].biases.copy_(torch.linspace(-1, 1, 18))
+    return net
+
+
+@pytest.mark.parametrize("net_extra,yolo_extra,fork,letter", [
+    ("", "", "pjreddie", True),                          # pjreddie: always letterboxed
+    ("", "scale_x_y=1.05\n", "alexeyab", False),         # AlexeyAB's test_detector: resize_image
+    ("letter_box=1\n", "", "alexeyab", True),            # ... unless [net] letter_box=1
+    ("fork=alexeyab\n", "", "alexeyab", False),
+])
+def test_detect_feeds_the_image_as_the_fork_does(tmp_path, net_extra, yolo_extra, fork, letter):
+    net = tiny_yolo(tmp_path, net_extra, yolo_extra)
+    assert net.fork == fork and uses_letterbox(net) is letter
+    image = np.random.default_rng(1).random((3, 19, 45), dtype=np.float32)
+    seen = []
+    hook = net.layers[0].register_forward_pre_hook(lambda module, args: seen.append(args[0].clone()))
+    try:
+        got = detect(net, image, thresh=0.05)
+        forced = [detect(net, image, thresh=0.05, letterbox=flag) for flag in (True, False)]
+    finally:
+        hook.remove()
+    want = letterbox(image, 32, 24) if letter else c_resize_image(image, 32, 24)
+    assert np.array_equal(seen[0][0].float().numpy(), want)          # bit for bit
+    assert np.array_equal(seen[1][0].float().numpy(), letterbox(image, 32, 24))
+    assert np.array_equal(seen[2][0].float().numpy(), c_resize_image(image, 32, 24))
+    with torch.no_grad():
+        outputs = net(seen[0])
+    same = detections_from_outputs(net, outputs, [(45, 19)], 0.05, 0.45, letterbox=letter)[0]
+    assert len(got) > 0
+    np.testing.assert_array_equal(got.boxes, same.boxes)
+    np.testing.assert_array_equal(got.probs, same.probs)
+    np.testing.assert_array_equal(forced[0 if letter else 1].boxes, got.boxes)
+
+
+class _Images:
+    """The ``source`` interface validation reads: ``len``, ``load(i)``, ``paths``."""
+
+    def __init__(self, images):
+        self.images, self.paths = images, [f"{i}.jpg" for i in range(len(images))]
+
+    def __len__(self):
+        return len(self.images)
+
+    def load(self, i):
+        return self.images[i], np.zeros((0, 5), F32)
+
+
+@pytest.mark.parametrize("net_extra", ["", "fork=alexeyab\n", "fork=alexeyab\nletter_box=1\n"])
+def test_validation_pass_follows_the_fork(tmp_path, net_extra):
+    net = tiny_yolo(tmp_path, net_extra)
+    rng = np.random.default_rng(2)
+    images = [rng.random((3, 20, 50), dtype=np.float32), rng.random((3, 40, 16), dtype=np.float32)]
+    dets, _, _ = validation_detections(net, _Images(images), batch_size=2, progress=False)
+    for det, image in zip(dets, images):
+        want = detect(net, image, thresh=0.005).rows(0.0)
+        np.testing.assert_array_equal(det[:, 2:], want[:, 1:5])
+    letter = uses_letterbox(net)
+    other, _, _ = validation_detections(net, _Images(images), batch_size=2, progress=False, letterbox=not letter)
+    assert not all(len(a) == len(b) and np.array_equal(a, b) for a, b in zip(dets, other))
+    assert math.isfinite(float(sum(d[:, 1].sum() for d in dets)))
