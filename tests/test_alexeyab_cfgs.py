@@ -60,7 +60,7 @@ def test_alexeyab_cfg_loads_runs_and_round_trips(name, tmp_path):
 def test_alexeyab_net_options_are_kept():
     net = darknet_py.Darknet(CFG / "alexeyab" / "yolov4.cfg", init=False).net
     assert (net.mosaic, net.mixup, net.cutmix, net.flip, net.letter_box) == (1, 0, 0, 1, 0)
-    assert net.fork == "pjreddie" and net.sequential_subdivisions == net.subdivisions
+    assert net.fork == "alexeyab" and net.sequential_subdivisions == net.subdivisions
     assert darknet_py.Darknet(CFG / "alexeyab" / "efficientnet_b0.cfg", init=False).net.blur == 1
     bdd = darknet_py.Darknet(CFG / "alexeyab" / "Gaussian_yolov3_BDD.cfg", init=False).net
     assert bdd.max_epochs > 0

@@ -732,7 +732,7 @@ def test_detections_match_alexeyab_get_network_boxes_and_nms(extra, kind, tmp_pa
         out[:, :, 4] = torch.randn(1, 3, 6, 6, generator=gen) * 0.5
         out[:, :, 6] = torch.randn(1, 3, 6, 6, generator=gen) * 0.5
     thresh, nms = 0.2, 0.45
-    got = detections_from_outputs(net, [out], [(160, 120)], thresh, nms)[0]
+    got = detections_from_outputs(net, [out], [(160, 120)], thresh, nms, letterbox=True)[0]
     dets = c_network_boxes(layer, out[0].numpy(), 160, 120, 96, 96, thresh, gaussian)
     want = c_nms(dets, 3, nms, layer.nms_kind, layer.beta_nms) if nms else dets
     assert len(got) == len(want) > 20
