@@ -25,6 +25,7 @@ from ..datafile import resolve
 from ..errors import CfgError, DarknetError, ImageError
 from ..image import load_image
 from .augment import Augment, detection_sample, mixup, with_weight
+from .augment_alexeyab import AlexeyabAugment
 
 log = logging.getLogger(__name__)
 F32 = np.float32
@@ -343,7 +344,8 @@ class TrainingSamples:
     All randomness comes from ``default_rng((seed, sample_number))``, so a sample does not
     depend on the worker that makes it or on what was made before."""
 
-    def __init__(self, source, width: int, height: int, augment: Augment, max_boxes: int, seed: int):
+    def __init__(self, source, width: int, height: int, augment: Augment | AlexeyabAugment,
+                 max_boxes: int, seed: int):
         self.source, self.width, self.height = source, width, height
         self.augment, self.max_boxes, self.seed = augment, max_boxes, seed
 
@@ -359,8 +361,13 @@ class TrainingSamples:
             partner = int(rng.integers(len(self.source)))
             ratio = rng.beta(MIXUP_BETA, MIXUP_BETA)
             image, boxes = mixup(image, boxes, *self._load(partner, problems), ratio)
-        image, truths = detection_sample(image, with_weight(boxes), width, height, self.augment,
-                                         rng, self.max_boxes)
+        if isinstance(self.augment, AlexeyabAugment):
+            image, truths = self.augment.sample(
+                image, boxes, rng, width, height, self.max_boxes,
+                lambda: self._load(int(rng.integers(len(self.source))), problems))
+        else:
+            image, truths = detection_sample(image, with_weight(boxes), width, height, self.augment,
+                                             rng, self.max_boxes)
         return torch.from_numpy(image), torch.from_numpy(truths), problems
 
     def _load(self, index: int, problems: list):

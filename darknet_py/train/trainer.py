@@ -27,7 +27,10 @@ from ..errors import DarknetError
 from ..layers.heads import Region, Yolo
 from ..model import Darknet, check_budget
 from ..weights import layers_in_file
+from . import multiscale
+from .alexeyab_options import check_training_options, net_section
 from .augment import Augment
+from .augment_alexeyab import AlexeyabAugment
 from .checkpoint import load_state, save_checkpoint
 from .dataset import Problems, TrainingSamples, collate, open_dataset
 from .log import TrainLog
@@ -92,6 +95,7 @@ class Trainer:
         self.name = Path(cfg).stem
         self.cfg = self.net.net
         self._check_trainable()
+        check_training_options(net_section(cfg, overrides), self.cfg)
         if weights is not None:
             self._load(weights)
         if options.clear:
@@ -105,7 +109,8 @@ class Trainer:
         self.local = self.mini // self.world
         self.random = options.multi_scale or bool(getattr(self.net.layers[-1], "random", 0))
         # value, gradient and a saved intermediate per activation; parameter, gradient, momentum
-        check_budget(self.net, self.local, 3, (608, 608) if self.random else None)
+        # the last iteration trains at the largest multi-scale size (either fork's rule)
+        check_budget(self.net, self.local, 3, self.size_at(self.cfg.max_batches - 1) if self.random else None)
         self.iteration = self.net.seen // self.batch
         self.device = torch.device(options.device or (f"cuda:{os.environ.get('LOCAL_RANK', 0)}"
                                                       if torch.cuda.is_available() else "cpu"))
@@ -133,7 +138,10 @@ class Trainer:
                                 f"({self.problems.summary() or 'the list is empty'})")
         last = self.net.layers[self.net.heads[-1]]
         self.max_boxes = last.max_boxes
-        augment = Augment.from_net(self.cfg, last, mixup=options.mixup)
+        if self.cfg.fork == "alexeyab":
+            augment = AlexeyabAugment.from_net(self.cfg, last, mixup=options.mixup)
+        else:
+            augment = Augment.from_net(self.cfg, last, flip=bool(self.cfg.flip), mixup=options.mixup)
         self.samples = TrainingSamples(self.source, self.cfg.width, self.cfg.height, augment,
                                        self.max_boxes, options.seed)
         self.reported: set = set()
@@ -190,9 +198,14 @@ class Trainer:
 
     # -- data ----------------------------------------------------------------------------------
     def size_at(self, iteration: int) -> tuple[int, int]:
-        """Darknet's random=1: every 10 iterations a square size (10..19) * 32, 608 near the end."""
+        """Darknet's random=1: every 10 iterations a square size (10..19) * 32, 608 near the end;
+        AlexeyAB's rule (multiscale.py) for fork=alexeyab."""
         if not self.random:
             return self.cfg.width, self.cfg.height
+        if self.cfg.fork == "alexeyab":
+            return multiscale.size_at(getattr(self.net.layers[self.net.heads[-1]], "random", 0), self.cfg.width,
+                                      self.cfg.height, self.cfg.resize_step, iteration, self.cfg.max_batches,
+                                      np.random.default_rng((self.options.seed, iteration // 10, 3)))
         block = iteration // 10
         if block * 10 + 200 > self.cfg.max_batches:
             return 608, 608
