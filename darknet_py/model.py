@@ -163,6 +163,9 @@ class Darknet(nn.Module):
         self.max_bytes = budget(max_bytes)
         self.net, self.specs, self.flags = plan_network(sections, width, height, self.max_bytes)
         self.layers = nn.ModuleList(spec.make() for spec in self.specs)
+        for layer in self.layers:
+            if hasattr(layer, "bind_shared"):  # AlexeyAB's share_index: another layer's parameters
+                layer.bind_shared(self.layers)
         self.sources = [spec.sources for spec in self.specs]
         self._flat_shapes = [(spec.out.c, spec.out.h, spec.out.w) for spec in self.specs]
         self.heads = [i for i, spec in enumerate(self.specs) if spec.is_head]

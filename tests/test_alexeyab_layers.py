@@ -443,7 +443,6 @@ def test_unknown_fork_refused():
 
 
 @pytest.mark.parametrize("body,key", [
-    ("[convolutional]\nfilters=2\n[convolutional]\nfilters=2\nshare_index=0\n", "share_index"),
     ("[convolutional]\nfilters=2\nsize=3\nsway=1\n", "sway"),
     ("[convolutional]\nfilters=2\nassisted_excitation=1\n", "assisted_excitation"),
     ("[maxpool]\nsize=2\nstride=2\nmaxpool_zero_nonmax=1\n", "maxpool_zero_nonmax"),

@@ -249,3 +249,132 @@ def test_validation_pass_follows_the_fork(tmp_path, net_extra):
     other, _, _ = validation_detections(net, _Images(images), batch_size=2, progress=False, letterbox=not letter)
     assert not all(len(a) == len(b) and np.array_equal(a, b) for a, b in zip(dets, other))
     assert math.isfinite(float(sum(d[:, 1].sum() for d in dets)))
+
+
+# --- [convolutional] share_index ---------------------------------------------------------------
+
+SHARE = """[net]
+width=16
+height=16
+channels=3
+{net}
+[convolutional]
+filters=3
+size=3
+pad=1
+batch_normalize=1
+activation=leaky
+[convolutional]
+filters=3
+size=3
+stride=2
+pad=1
+batch_normalize=1
+activation=mish
+{share}
+"""
+
+
+def _share_net(tmp_path, share="share_index=-1", net=""):
+    cfg = tmp_path / "share.cfg"
+    cfg.write_text(SHARE.format(share=share, net=net))
+    return darknet_py.Darknet(cfg)
+
+
+def test_share_index_uses_the_other_layers_parameters_and_stores_nothing(tmp_path):
+    shared = _share_net(tmp_path)
+    owner, user = shared.layers
+    for name in ("weights", "biases", "scales", "rolling_mean", "rolling_variance"):
+        assert getattr(user, name) is getattr(owner, name)
+    assert [n for n, _ in shared.named_parameters()] == ["layers.0.weights", "layers.0.biases", "layers.0.scales"]
+    assert user.blobs() == [] and shared.specs[1].n_params == 0
+    # make_convolutional_layer: weights, biases, scales, rolling mean and variance come from the owner
+    assert darknet_py.weights.expected_size(shared) == 20 + 4 * (3 + 3 * 3 + 3 * 3 * 3 * 3)
+    (tmp_path / "plain.cfg").write_text(SHARE.format(share="", net=""))
+    twin = darknet_py.Darknet(tmp_path / "plain.cfg")
+    with torch.no_grad():
+        for layer in twin.layers:
+            for name in ("weights", "biases", "scales", "rolling_mean", "rolling_variance"):
+                getattr(layer, name).copy_(getattr(owner, name))
+    x = torch.rand(2, 3, 16, 16)
+    with torch.no_grad():
+        assert torch.equal(shared.eval()(x)[0], twin.eval()(x)[0])
+
+
+def test_share_index_file_round_trip_and_training_updates_one_set(tmp_path):
+    net = _share_net(tmp_path)
+    from darknet_py.synthetic import fill_random
+    fill_random(net, 4)
+    path, back = tmp_path / "a.weights", tmp_path / "b.weights"
+    net.save_weights(path)
+    assert path.stat().st_size == darknet_py.weights.expected_size(net)
+    loaded = darknet_py.load(tmp_path / "share.cfg", path, device="cpu")
+    assert loaded.layers[1].weights is loaded.layers[0].weights
+    assert torch.equal(loaded.layers[1].rolling_variance, net.layers[0].rolling_variance)
+    loaded.save_weights(back)
+    assert back.read_bytes() == path.read_bytes()
+    loaded.train()
+    before = loaded.layers[0].rolling_mean.clone()
+    loaded(torch.rand(2, 3, 16, 16))[0].sum().backward()
+    # the batch statistics go into the owner's rolling mean, the only one there is
+    assert not torch.equal(loaded.layers[0].rolling_mean, before)
+    assert loaded.layers[1].rolling_mean is loaded.layers[0].rolling_mean
+    assert loaded.layers[0].weights.grad is not None
+
+
+@pytest.mark.parametrize("share,match", [
+    ("share_index=5", "layer index 5"),
+    ("share_index=-2", "resolves to -1"),
+])
+def test_share_index_outside_the_earlier_layers_is_refused(tmp_path, share, match):
+    with pytest.raises(CfgError, match=match):
+        _share_net(tmp_path, share)
+
+
+def test_share_index_of_another_shape_or_kind_is_refused(tmp_path):
+    cfg = tmp_path / "bad.cfg"
+    cfg.write_text("[net]\nwidth=8\nheight=8\nchannels=3\n[convolutional]\nfilters=4\nsize=3\npad=1\n"
+                   "[convolutional]\nfilters=4\nsize=3\npad=1\nshare_index=0\n")
+    with pytest.raises(CfgError, match=r"share_index.*\(4, 3, 3, 3\).*\(4, 4, 3, 3\)"):
+        darknet_py.Darknet(cfg)
+    cfg.write_text("[net]\nwidth=8\nheight=8\nchannels=3\n[convolutional]\nfilters=3\nsize=1\n"
+                   "[convolutional]\nfilters=3\nsize=1\nbatch_normalize=1\nshare_index=0\n")
+    with pytest.raises(CfgError, match="no batch norm"):
+        darknet_py.Darknet(cfg)
+    cfg.write_text("[net]\nwidth=8\nheight=8\nchannels=3\n[maxpool]\nsize=1\nstride=1\n"
+                   "[convolutional]\nfilters=3\nsize=1\nshare_index=0\n")
+    with pytest.raises(CfgError, match="not a \\[convolutional\\]"):
+        darknet_py.Darknet(cfg)
+
+
+# --- weights header: seen's width per fork -----------------------------------------------------
+
+def c_seen_bytes(major, minor, fork):
+    """load_weights_upto: pjreddie reads a size_t seen when (major*10 + minor) >= 2 && major < 1000
+    && minor < 1000, else an int; AlexeyAB when (major*10 + minor) >= 2, else a uint32_t."""
+    if fork == "alexeyab":
+        return 8 if major * 10 + minor >= 2 else 4
+    return 8 if major * 10 + minor >= 2 and major < 1000 and minor < 1000 else 4
+
+
+@pytest.mark.parametrize("major,minor", [(0, 1), (0, 2), (1, 0), (0, 1000), (1000, 0), (1001, 2), (0, 1001)])
+@pytest.mark.parametrize("fork", ["pjreddie", "alexeyab"])
+def test_weights_header_follows_the_forks_seen_rule(tmp_path, major, minor, fork):
+    net = _share_net(tmp_path, net=f"fork={fork}")
+    from darknet_py.synthetic import fill_random
+    fill_random(net, 1)
+    path = tmp_path / "h.weights"
+    seen = 3_000_000_000 if fork == "alexeyab" or c_seen_bytes(major, minor, fork) == 8 else 123456
+    net.save_weights(path, header=darknet_py.Header(major, minor, 7, seen))
+    data = path.read_bytes()
+    width = c_seen_bytes(major, minor, fork)
+    assert len(data) == 12 + width + darknet_py.weights.expected_size(net) - net.header.size
+    fmt = {8: "<Q", 4: "<I" if fork == "alexeyab" else "<i"}[width]
+    import struct
+    assert struct.unpack_from("<iii" + fmt[1], data) == (major, minor, 7, seen)
+    loaded = darknet_py.Darknet(tmp_path / "share.cfg", init=False)
+    header = loaded.load_weights(path)
+    assert (header.major, header.minor, header.seen, header.size) == (major, minor, seen, 12 + width)
+    assert torch.equal(loaded.layers[0].weights, net.layers[0].weights)
+    loaded.save_weights(tmp_path / "again.weights")
+    assert (tmp_path / "again.weights").read_bytes() == data

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..activations import Activation, read_activation
+from ..errors import CfgError
 from ..registry import LayerSpec, Shape, register
 from .base import BatchNormMixin, Blob, refuse_unsupported
 
@@ -71,9 +72,8 @@ def set_fork(module, fork):
 
 class Convolutional(BatchNormMixin, nn.Module):
     """Darknet's convolution; AlexeyAB adds ``stride_x``/``stride_y`` (``stride`` is (y, x)),
-    ``dilation`` (padding scaled by it, as ``im2col_cpu_ext``), ``antialiasing`` (stride 1, then
-    a :class:`Blur` with the stride) and ``share_index`` (``share``: another [convolutional]
-    whose weights, biases and batch norm this one uses and stores nothing of its own)."""
+    ``dilation`` (padding scaled by it, as ``im2col_cpu_ext``) and ``antialiasing`` (stride 1,
+    then a :class:`Blur` with the stride)."""
 
     def __init__(self, c, n, size, stride, padding, groups, batch_normalize, activation,
                  dilation=1, antialiasing=0):
@@ -81,15 +81,18 @@ class Convolutional(BatchNormMixin, nn.Module):
         self.stride = stride if isinstance(stride, tuple) else (stride, stride)
         self.dilation, self.padding, self.groups = dilation, padding * dilation, groups
         self.batch_normalize = batch_normalize
-        self.weights = nn.Parameter(torch.empty(n, c // groups, size, size))
-        self.biases = nn.Parameter(torch.empty(n))
-        if batch_normalize:
-            self._init_bn(n)
+        self._own_parameters(c, n, size, groups, batch_normalize)
         self.activation = Activation(activation)
         self.blur = None
         if antialiasing:
             self.blur = Blur(antialiasing, self.stride)
             self.stride = (1, 1)
+
+    def _own_parameters(self, c, n, size, groups, batch_normalize):
+        self.weights = nn.Parameter(torch.empty(n, c // groups, size, size))
+        self.biases = nn.Parameter(torch.empty(n))
+        if batch_normalize:
+            self._init_bn(n)
 
     def reset_parameters(self):
         """Darknet's initialisation: weights ~ N(0, 2 / fan_in), zero biases, unit BN."""
@@ -151,6 +154,58 @@ class Convolutional(BatchNormMixin, nn.Module):
         return [Blob("biases", self.biases), *bn, Blob("weights", self.weights)]
 
 
+def _from_owner(name):
+    def get(self):
+        owner = self.__dict__.get("_owner")
+        if owner is None:
+            raise AttributeError(f"{name}: layer {self.share_index} is not bound yet (Darknet binds it)")
+        return getattr(owner[0], name)
+    return property(get)
+
+
+class SharedConvolutional(Convolutional):
+    """AlexeyAB's ``share_index``: a convolution with its own geometry and activation that uses
+    another [convolutional]'s weights, biases and batch norm (scales, rolling mean and variance:
+    ``make_convolutional_layer`` points them at ``share_layer``'s) and stores nothing in a
+    weights file (``load_weights``/``save_weights`` skip a layer with a ``share_layer``).
+    The network binds it to that layer after building (:meth:`bind_shared`)."""
+
+    weights, biases = _from_owner("weights"), _from_owner("biases")
+    scales, rolling_mean, rolling_variance = (_from_owner("scales"), _from_owner("rolling_mean"),
+                                              _from_owner("rolling_variance"))
+
+    def __init__(self, share_index, where, c, n, size, stride, padding, groups, batch_normalize, activation,
+                 dilation=1, antialiasing=0):
+        self.share_index, self.where = share_index, where
+        self.expected = (n, c // groups, size, size)
+        super().__init__(c, n, size, stride, padding, groups, batch_normalize, activation, dilation, antialiasing)
+
+    def _own_parameters(self, c, n, size, groups, batch_normalize):
+        pass
+
+    def bind_shared(self, layers):
+        """Use ``layers[share_index]``'s tensors; refuse a layer whose sizes differ (Darknet
+        checks size, nweights, channels and filters) or that has no batch norm to share."""
+        owner = layers[self.share_index]
+        file, line = self.where
+        if not isinstance(owner, Convolutional):
+            raise CfgError(f"layer {self.share_index} is not a [convolutional]", file=file, line=line,
+                           section="convolutional", option="share_index")
+        got = tuple(owner.weights.shape)
+        if got != self.expected or (self.batch_normalize and not owner.batch_normalize):
+            raise CfgError(f"layer {self.share_index} has weights {got}"
+                           f"{'' if owner.batch_normalize else ' and no batch norm'}; this layer needs "
+                           f"{self.expected}{' with batch norm' if self.batch_normalize else ''}",
+                           file=file, line=line, section="convolutional", option="share_index")
+        self.__dict__["_owner"] = (owner,)  # a tuple: not registered as a submodule
+
+    def reset_parameters(self):
+        pass  # the owner's
+
+    def blobs(self):
+        return []
+
+
 @register("convolutional", "conv")
 def build_convolutional(s, ctx):
     inp = ctx.prev
@@ -173,8 +228,7 @@ def build_convolutional(s, ctx):
     antialiasing = s.int("antialiasing", 0, minimum=0)
     refuse_unsupported(s, "binary", "xnor", "flipped", "cbn", "bin_output", "sway", "rotate", "stretch",
                        "stretch_sway", "grad_centr", "coordconv", "assisted_excitation", "reverse")
-    if s.has("share_index"):
-        raise s.error("sharing another layer's weights is not supported by darknet_py", "share_index")
+    share = ctx.resolve(s, "share_index", s.int("share_index")) if s.has("share_index") else None
     # a training-time penalty between filters; GPU stream hints; angle only serves sway/rotate
     s.ignore("dot", "stream", "wait_stream", "angle")
     out_h = out_size(s, "size", inp.h, size, 1 if antialiasing else stride_y, 2 * padding)
@@ -195,11 +249,15 @@ def build_convolutional(s, ctx):
     out = Shape(n, out_h, out_w)
     fork = ctx.net.fork
     strides = f"/{stride_x:2d}" if stride_x == stride_y else f"/{stride_x}x{stride_y}"
+    args = (inp.c, n, size, (stride_y, stride_x), padding, groups, bn, act, dilation, antialiasing)
+    if share is None:
+        make = lambda: set_fork(Convolutional(*args), fork)  # noqa: E731
+    else:
+        where = (s.file, s.options["share_index"].line)
+        make = lambda: set_fork(SharedConvolutional(share, where, *args), fork)  # noqa: E731
     return LayerSpec(
-        "convolutional", (ctx.prev_index,), out,
-        lambda: set_fork(Convolutional(inp.c, n, size, (stride_y, stride_x), padding, groups, bn, act,
-                                       dilation, antialiasing), fork),
-        n_params=n * (k + 1 + 3 * bn), flops=flops,
+        "convolutional", (ctx.prev_index,), out, make,
+        n_params=0 if share is not None else n * (k + 1 + 3 * bn), flops=flops,
         label="conv", detail=f"{n:5d} {size:2d} x{size:2d} {strides}")
 
 
