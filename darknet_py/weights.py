@@ -1,7 +1,9 @@
 """Darknet .weights files: header, exact float accounting, byte-identical writing.
 
 Layout (``parser.c``): int32 major, minor, revision; ``seen`` as uint64 when
-``major*10 + minor >= 2`` and both are below 1000, else int32; then each layer's blobs in cfg
+``major*10 + minor >= 2`` and (pjreddie's rule) both are below 1000, else int32 (AlexeyAB's
+rule, for networks of ``fork=alexeyab``: uint64 whenever ``major*10 + minor >= 2``, else
+uint32); then each layer's blobs in cfg
 order (see each layer's ``blobs()``), float32 little-endian. Connected weights are transposed
 when major or minor exceeds 1000. Darknet reads whatever is there and never checks; we refuse
 any file whose size is not exactly what the cfg (up to ``cutoff``) needs, before copying.
@@ -10,7 +12,7 @@ from __future__ import annotations
 
 import os
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -22,14 +24,24 @@ from .errors import WeightsError
 
 @dataclass
 class Header:
+    """``fork`` (netcfg.FORKS) says whose rule sizes ``seen``: the network's, set when a file is
+    read or written."""
+
     major: int = 0
     minor: int = 2
     revision: int = 0
     seen: int = 0
+    fork: str = field(default="pjreddie", compare=False)
 
     @property
     def seen_is_int64(self) -> bool:
+        if self.fork == "alexeyab":
+            return self.major * 10 + self.minor >= 2
         return self.major * 10 + self.minor >= 2 and self.major < 1000 and self.minor < 1000
+
+    @property
+    def _seen32(self) -> str:
+        return "<I" if self.fork == "alexeyab" else "<i"  # uint32_t iseen / int iseen
 
     @property
     def transpose(self) -> bool:
@@ -43,24 +55,25 @@ class Header:
         head = struct.pack("<iii", self.major, self.minor, self.revision)
         if self.seen_is_int64:
             return head + struct.pack("<Q", self.seen)
-        if not -2**31 <= self.seen < 2**31:
+        low, high = (0, 2**32) if self.fork == "alexeyab" else (-2**31, 2**31)
+        if not low <= self.seen < high:
             raise WeightsError(f"seen={self.seen} does not fit the 4-byte field of a version "
-                               f"{self.major}.{self.minor} header")
-        return head + struct.pack("<i", self.seen)
+                               f"{self.major}.{self.minor} header ({self.fork}'s rule)")
+        return head + struct.pack(self._seen32, self.seen)
 
     @classmethod
-    def read(cls, f, path, file_size) -> "Header":
+    def read(cls, f, path, file_size, fork="pjreddie") -> "Header":
         head = f.read(12)
         if len(head) < 12:
             raise WeightsError(f"file is {file_size} bytes; a Darknet weights file starts with a 16- or "
                                "20-byte header (major, minor, revision, seen)", file=path)
-        header = cls(*struct.unpack("<iii", head))
+        header = cls(*struct.unpack("<iii", head), fork=fork)
         width = 8 if header.seen_is_int64 else 4
         raw = f.read(width)
         if len(raw) < width:
             raise WeightsError(f"file is {file_size} bytes; version {header.major}.{header.minor} needs a "
                                f"{header.size}-byte header", file=path)
-        header.seen = struct.unpack("<Q" if width == 8 else "<i", raw)[0]
+        header.seen = struct.unpack("<Q" if width == 8 else header._seen32, raw)[0]
         return header
 
 
@@ -97,7 +110,7 @@ def read_weights(net, path, cutoff=None):
         raise WeightsError(f"cannot open: {e.strerror}", file=path) from None
     with f:
         file_size = os.fstat(f.fileno()).st_size
-        header = Header.read(f, path, file_size)
+        header = Header.read(f, path, file_size, net.net.fork)
         plan, cutoff = _layer_plan(net, cutoff, loading=True, path=path)
         body = file_size - header.size
         expected = header.size + 4 * sum(b.tensor.numel() for _, blobs in plan for b in blobs)
@@ -155,7 +168,7 @@ def _boundaries(net, header):
 def write_weights(net, path, cutoff=None, header=None):
     """Write atomically: a temporary file in the same folder, fsync'd, then renamed over ``path``."""
     path = Path(path)
-    header = header or net.header
+    header = replace(header or net.header, fork=net.net.fork)
     plan, _ = _layer_plan(net, cutoff, loading=False, path=path)
     head = header.pack()
 
@@ -173,7 +186,7 @@ def write_weights(net, path, cutoff=None, header=None):
 
 def expected_size(net, cutoff=None, header=None) -> int:
     """Bytes of a file holding the layers before ``cutoff`` (what Darknet's save would write)."""
-    header = header or Header()
+    header = replace(header or Header(), fork=net.net.fork)
     plan, _ = _layer_plan(net, cutoff, loading=False)
     return header.size + 4 * sum(b.tensor.numel() for _, blobs in plan for b in blobs)
 
@@ -186,7 +199,7 @@ def layers_in_file(net, path) -> int | None:
     try:
         with open(path, "rb") as f:
             file_size = os.fstat(f.fileno()).st_size
-            header = Header.read(f, path, file_size)
+            header = Header.read(f, path, file_size, net.net.fork)
     except OSError as e:
         raise WeightsError(f"cannot open: {e.strerror}", file=path) from None
     if file_size == header.size:
