@@ -59,7 +59,7 @@ def test_cfgs_of_alexeyab_that_pjreddie_reads_stay_pjreddie():
     ("[conv]\nfilters=4\nstride_x=2\n", ""),
     ("[convolutional]\nfilters=4\n[route]\nlayers=-1\ngroups=2\ngroup_id=1\n", ""),
     ("[convolutional]\nfilters=3\n[convolutional]\nfilters=3\n[shortcut]\nfrom=-1,-2\n", ""),
-    ("[convolutional]\nfilters=3\n[max]\nsize=2\nstride=2\nantialiasing=1\n", ""),
+    ("[convolutional]\nfilters=3\n[max]\nsize=2\nstride=1\nantialiasing=1\n", ""),
     ("[convolutional]\nfilters=3\n", "letter_box=1\n"),
     ("[convolutional]\nfilters=3\n", "policy=sgdr\nmax_batches=10\n"),
     ("[convolutional]\nfilters=3\n", "learning_rate_min=0.0001\n"),
@@ -249,6 +249,29 @@ def test_validation_pass_follows_the_fork(tmp_path, net_extra):
     other, _, _ = validation_detections(net, _Images(images), batch_size=2, progress=False, letterbox=not letter)
     assert not all(len(a) == len(b) and np.array_equal(a, b) for a, b in zip(dets, other))
     assert math.isfinite(float(sum(d[:, 1].sum() for d in dets)))
+
+
+# --- antialiasing: only a blur that keeps the size ----------------------------------------------
+
+@pytest.mark.parametrize("body", [
+    "[convolutional]\nfilters=2\nsize=3\npad=1\nstride=2\nantialiasing=1\n",
+    "[convolutional]\nfilters=2\nsize=3\npad=1\nstride_x=2\nstride_y=1\nantialiasing=1\n",
+    "[convolutional]\nfilters=2\nsize=3\npad=1\nantialiasing=2\n",
+    "[maxpool]\nsize=2\nstride=2\nantialiasing=1\n",
+    "[maxpool]\nsize=2\nstride=1\nantialiasing=2\n",
+])
+def test_antialiasing_that_changes_the_size_is_refused(body):
+    # make_convolutional_layer / make_maxpool_layer keep the stride-1 out_w, out_h while the
+    # forward pass memcpy's the smaller blurred output over the front of that buffer
+    with pytest.raises(CfgError, match=r"antialiasing.*stride-1 size"):
+        fork_of(body)
+
+
+def test_antialiasing_that_keeps_the_size_is_darknets_recorded_size():
+    net, specs, _ = plan_network(parse_cfg_text(
+        "[net]\nwidth=9\nheight=7\nchannels=3\n[convolutional]\nfilters=2\nsize=3\npad=1\nantialiasing=1\n"
+        "[maxpool]\nsize=3\nstride=1\nantialiasing=1\n[route]\nlayers=-1,-2\n"))
+    assert [(s.out.c, s.out.h, s.out.w) for s in specs] == [(2, 7, 9), (2, 7, 9), (4, 7, 9)]
 
 
 # --- [convolutional] share_index ---------------------------------------------------------------

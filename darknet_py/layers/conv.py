@@ -64,6 +64,25 @@ class Blur(nn.Module):
         return F.conv2d(x, k, None, self.stride, self.padding, 1, c)
 
 
+def refuse_resizing_blur(section, kind, stride_x, stride_y, size_h, size_w):
+    """Refuse an ``antialiasing`` blur that would change the layer's size. AlexeyAB's
+    ``make_convolutional_layer``/``make_maxpool_layer`` record the stride-1 host size
+    (``size_w`` x ``size_h``) as the layer's output for every later layer, while the forward
+    pass copies only the smaller blurred output (strided, or 2x2 unpadded for antialiasing=2)
+    over the front of that buffer: the rest keeps unblurred values, and with a batch the front
+    holds other images' results. Only a blur that keeps the size (antialiasing=1 at stride 1)
+    means the same thing to Darknet and to a tensor."""
+    if kind and (kind == 2 or stride_x > 1 or stride_y > 1):
+        blur, pad = Blur.geometry(kind)
+        small_w, small_h = (size_w + 2 * pad - blur) // stride_x + 1, (size_h + 2 * pad - blur) // stride_y + 1
+        raise section.error(
+            f"antialiasing={kind} at stride {stride_x}x{stride_y} is not supported: AlexeyAB's Darknet records "
+            f"this layer's output as {size_w} x {size_h} (its stride-1 size) for the layers after it, but "
+            f"fills only the first {small_w} x {small_h} x channels values of it with the blurred result "
+            "(the rest keeps unblurred values, and in a batch other images' results), which no tensor "
+            "reproduces; antialiasing=1 with stride 1 is consistent", "antialiasing")
+
+
 def set_fork(module, fork):
     """The module with batch norm following ``fork`` (netcfg.FORKS)."""
     module.fork = fork
@@ -73,7 +92,7 @@ def set_fork(module, fork):
 class Convolutional(BatchNormMixin, nn.Module):
     """Darknet's convolution; AlexeyAB adds ``stride_x``/``stride_y`` (``stride`` is (y, x)),
     ``dilation`` (padding scaled by it, as ``im2col_cpu_ext``) and ``antialiasing`` (stride 1,
-    then a :class:`Blur` with the stride)."""
+    then a :class:`Blur` with the stride; only stride 1 is accepted, ``refuse_resizing_blur``)."""
 
     def __init__(self, c, n, size, stride, padding, groups, batch_normalize, activation,
                  dilation=1, antialiasing=0):
@@ -233,6 +252,7 @@ def build_convolutional(s, ctx):
     s.ignore("dot", "stream", "wait_stream", "angle")
     out_h = out_size(s, "size", inp.h, size, 1 if antialiasing else stride_y, 2 * padding)
     out_w = out_size(s, "size", inp.w, size, 1 if antialiasing else stride_x, 2 * padding)
+    refuse_resizing_blur(s, antialiasing, stride_x, stride_y, out_h, out_w)
     if dilation > 1 and 2 * padding != size - 1:
         # Darknet sizes the output as if undilated, im2col_cpu_ext fills it dilated: they agree
         # only when the padding is (size - 1) / 2.
@@ -241,11 +261,8 @@ def build_convolutional(s, ctx):
                       "dilation")
     k = size * size * inp.c // groups
     flops = 2.0 * n * k * out_h * out_w
-    if antialiasing:
-        blur, blur_pad = Blur.geometry(antialiasing)
-        out_h = out_size(s, "antialiasing", out_h, blur, stride_y, 2 * blur_pad)
-        out_w = out_size(s, "antialiasing", out_w, blur, stride_x, 2 * blur_pad)
-        flops += 2.0 * n * blur * blur * out_h * out_w
+    if antialiasing:  # a 3x3 blur at stride 1: the size stays
+        flops += 2.0 * n * 9 * out_h * out_w
     out = Shape(n, out_h, out_w)
     fork = ctx.net.fork
     strides = f"/{stride_x:2d}" if stride_x == stride_y else f"/{stride_x}x{stride_y}"

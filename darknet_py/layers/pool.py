@@ -8,7 +8,7 @@ from torch import nn
 
 from ..registry import LayerSpec, Shape, register
 from .base import refuse_unsupported
-from .conv import Blur, out_size
+from .conv import Blur, out_size, refuse_resizing_blur
 
 
 def _pairs(stride):
@@ -101,11 +101,8 @@ def build_maxpool(s, ctx):
     step_y, step_x = (1, 1) if antialiasing else (stride_y, stride_x)
     out_h = out_size(s, "size", inp.h, size, step_y, padding)
     out_w = out_size(s, "size", inp.w, size, step_x, padding)
+    refuse_resizing_blur(s, antialiasing, stride_x, stride_y, out_h, out_w)  # a blur keeps the size
     flops = float(size * size * inp.c * out_h * out_w)
-    if antialiasing:
-        blur, blur_pad = Blur.geometry(antialiasing)
-        out_h = out_size(s, "antialiasing", out_h, blur, stride_y, 2 * blur_pad)
-        out_w = out_size(s, "antialiasing", out_w, blur, stride_x, 2 * blur_pad)
     out = Shape(inp.c, out_h, out_w)
     return LayerSpec("maxpool", (ctx.prev_index,), out,
                      lambda: MaxPool(size, _stride(stride_x, stride_y), padding, antialiasing),
