@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import logging
 
+import cv2
 import numpy as np
 import pytest
 
 from darknet_py.errors import CfgError
+from darknet_py.image import from_bgr
 from darknet_py.shapes import generate_shapes
 from darknet_py.train import multiscale
-from darknet_py.train.augment import Augment
+from darknet_py.train.augment import Augment, rand_scale
 from darknet_py.train.augment_alexeyab import (
     MOSAIC, AlexeyabAugment, ImageDraws, blend_truth, crop_offsets, fill_truth_detection,
     image_data_augmentation, to_mat)
@@ -330,7 +332,6 @@ def test_crop_offsets_match_the_c():
 
 
 def test_crop_pads_with_the_mean_and_resizes_with_opencv():
-    import cv2
     mat = np.zeros((10, 10, 3), np.uint8)
     mat[:, :, 0] = 200
     mat[:5, :, 1] = 100  # mean of channel 1: 50
@@ -380,7 +381,7 @@ def test_shifts_take_padding_out_of_view():
     assert shifts(-90, 0, 0, 0, False, 100, 100, 50, 50, 30, 20).left == 30  # capped by the cut
 
 
-def mosaic_seed(aug, w, h):
+def mosaic_seed(w, h):
     """A seed whose sample is a mosaic, and its cut point (the sample's first draws)."""
     for seed in range(100):
         rng = np.random.default_rng(seed)
@@ -394,7 +395,7 @@ def test_mosaic_quadrants_come_from_the_four_images_at_the_cut():
     images = [np.broadcast_to(np.array(col, f)[:, None, None] / f(255), (3, 30, 40)).copy() for col in colours]
     boxes = [np.array([[i, .5, .5, .9, .9]], f) for i in range(4)]
     aug = AlexeyabAugment(jitter=0, hue=0, saturation=1, exposure=1, use_mixup=MOSAIC)
-    seed, (cut_x, cut_y) = mosaic_seed(aug, 64, 48)
+    seed, (cut_x, cut_y) = mosaic_seed(64, 48)
     others = iter(zip(images[1:], boxes[1:]))
     out, truths = aug.sample(images[0], boxes[0], np.random.default_rng(seed), 64, 48, 10, lambda: next(others))
     quadrants = [out[:, :cut_y, :cut_x], out[:, :cut_y, cut_x:], out[:, cut_y:, :cut_x], out[:, cut_y:, cut_x:]]
@@ -425,7 +426,6 @@ def test_sample_is_a_function_of_the_generator():
 
 
 def test_to_mat_recovers_the_8_bit_image():
-    from darknet_py.image import from_bgr
     bgr = np.random.default_rng(0).integers(0, 256, (5, 7, 3), dtype=np.uint8)
     np.testing.assert_array_equal(to_mat(from_bgr(bgr)), bgr[:, :, ::-1])
 
@@ -460,7 +460,6 @@ def test_random_sizes_match_the_c():
         for iteration in range(0, 1000, 10):
             rng = np.random.default_rng(iteration)
             got = multiscale.size_at(random, w, h, step, iteration + 3, 1000, rng)
-            from darknet_py.train.augment import rand_scale
             value = rand_scale(np.random.default_rng(iteration), multiscale.coefficient(random))
             assert got == c_dims(random, w, h, step, value, iteration == 0 or iteration > 900), (random, iteration)
 
