@@ -75,6 +75,11 @@ SNIPPETS = {
     "reorg3d": "[reorg3d]\nstride=2\n",
     "implicit": "[convolutional]\nfilters=2\n[implicit]\nfilters=3\natoms=2\n",
     "empty": "[convolutional]\nfilters=2\n[silence]\n",
+    # YOLOR's sections in converted cfgs (alexeyab.py)
+    "implicit_add": "[convolutional]\nfilters=2\n[implicit_add]\nfilters=2\n",
+    "implicit_mul": "[convolutional]\nfilters=2\n[implicit_mul]\nfilters=2\n",
+    "shift_channels": "[implicit_add]\nfilters=2\n[convolutional]\nfilters=2\n[shift_channels]\nfrom=0\n",
+    "control_channels": "[implicit_mul]\nfilters=2\n[convolutional]\nfilters=2\n[control_channels]\nfrom=-2\n",
 }
 
 

@@ -401,3 +401,74 @@ def test_weights_header_follows_the_forks_seen_rule(tmp_path, major, minor, fork
     assert torch.equal(loaded.layers[0].weights, net.layers[0].weights)
     loaded.save_weights(tmp_path / "again.weights")
     assert (tmp_path / "again.weights").read_bytes() == data
+
+
+# --- YOLOR's implicit knowledge in converted cfgs ----------------------------------------------
+
+YOLOR_HEAD = """[net]
+width=16
+height=16
+channels=3
+[convolutional]
+filters=4
+size=3
+stride=2
+pad=1
+batch_normalize=1
+activation=leaky
+[implicit_add]
+filters=4
+[implicit_mul]
+filters=6
+[route]
+layers=0
+[shift_channels]
+from=1
+[convolutional]
+filters=6
+size=1
+activation=linear
+[control_channels]
+from=-4
+"""
+
+
+def test_yolor_implicit_layers_match_their_pytorch_and_file_layout(tmp_path):
+    cfg = tmp_path / "yolor.cfg"
+    cfg.write_text(YOLOR_HEAD)
+    torch.manual_seed(3)
+    net = darknet_py.Darknet(cfg).eval()
+    conv1, ia, im, conv2 = net.layers[0], net.layers[1], net.layers[2], net.layers[5]
+    assert net.fork == "pjreddie"  # YOLOR's sections are not AlexeyAB's parser's
+    # init: ImplicitA ~ N(0, .02), ImplicitM ~ N(1, .02)
+    assert abs(float(ia.weights.detach().mean())) < 0.1 and abs(float(im.weights.detach().mean()) - 1) < 0.1
+    x = torch.rand(2, 3, 16, 16)
+    with torch.no_grad():
+        got = net(x)[0]
+        # models.py of YOLOR: ShiftChannel a.expand_as(x) + x, ControlChannel a.expand_as(x) * x
+        a = ia.weights.view(1, 4, 1, 1)
+        m = im.weights.view(1, 6, 1, 1)
+        h = conv1(x)
+        want = conv2(a.expand_as(h) + h)
+        want = m.expand_as(want) * want
+    torch.testing.assert_close(got, want, rtol=0, atol=0)
+    # file: the implicit values (filters floats) at their layers' places between the convolutions
+    from darknet_py.synthetic import fill_random
+    fill_random(net, 2)
+    path, back = tmp_path / "a.weights", tmp_path / "b.weights"
+    net.save_weights(path)
+    floats = np.frombuffer(path.read_bytes()[20:], "<f4")
+    first = 4 + 3 * 4 + 4 * 3 * 9  # biases, scales, mean, variance, weights
+    assert len(floats) == first + 4 + 6 + (6 + 6 * 4)
+    np.testing.assert_array_equal(floats[first:first + 4], ia.weights.detach().numpy().ravel())
+    np.testing.assert_array_equal(floats[first + 4:first + 10], im.weights.detach().numpy().ravel())
+    loaded = darknet_py.load(cfg, path, device="cpu")
+    loaded.save_weights(back)
+    assert back.read_bytes() == path.read_bytes()
+
+
+def test_yolor_channel_ops_refuse_what_does_not_broadcast():
+    with pytest.raises(CfgError, match="does not broadcast"):
+        fork_of("[implicit_add]\nfilters=5\n[convolutional]\nfilters=4\n[shift_channels]\nfrom=0\n")
+    with pytest.raises(CfgError, match="required"):
+        fork_of("[implicit_mul]\n")

@@ -1,5 +1,7 @@
 """AlexeyAB's sections without a pjreddie counterpart: [scale_channels], [sam], [implicit],
-[empty]/[silence] ([reorg3d] is in resample.py, [local_avgpool] in pool.py)."""
+[empty]/[silence] ([reorg3d] is in resample.py, [local_avgpool] in pool.py); and YOLOR's
+[implicit_add]/[implicit_mul] with [shift_channels]/[control_channels], which cfgs converted
+from YOLOR/YOLOv7 (e.g. DeepStream-Yolo's) use instead of AlexeyAB's [implicit]."""
 from __future__ import annotations
 
 import torch
@@ -101,6 +103,57 @@ def build_implicit(s, ctx):
     out = Shape(filters, atoms, 1)
     return LayerSpec("implicit", (ctx.prev_index,), out, lambda: Implicit(filters, atoms, mean, std),
                      n_params=out.numel, label="implicit", detail=f"{filters:5d} x {atoms}")
+
+
+class YolorImplicit(Implicit):
+    """YOLOR's ``ImplicitA`` (``mean`` 0) / ``ImplicitM`` (``mean`` 1): ``filters`` learned values
+    (filters x 1 x 1), initialised ~ N(mean, 0.02); a weights file holds the ``filters`` floats
+    at the layer's place (DeepStream-Yolo's ``implicitLayer`` reads them there)."""
+
+    def reset_parameters(self):
+        with torch.no_grad():
+            self.weights.normal_(self.mean, self.std)
+
+
+def _build_yolor_implicit(mean, kind):
+    def build(s, ctx):
+        filters = s.int("filters", minimum=1)
+        return LayerSpec(kind, (ctx.prev_index,), Shape(filters, 1, 1),
+                         lambda: YolorImplicit(filters, 1, mean, 0.02),
+                         n_params=filters, label=kind, detail=f"{filters:5d}")
+    return build
+
+
+register("implicit_add")(_build_yolor_implicit(0.0, "implicit_add"))
+register("implicit_mul")(_build_yolor_implicit(1.0, "implicit_mul"))
+
+
+class ChannelOp(nn.Module):
+    """YOLOR's ``ShiftChannel`` (``from`` output added to the previous one, broadcast) and
+    ``ControlChannel`` (multiplied)."""
+
+    def __init__(self, multiply):
+        super().__init__()
+        self.multiply = multiply
+
+    def forward(self, prev, frm):
+        return prev * frm if self.multiply else prev + frm
+
+
+def _build_channel_op(multiply, kind):
+    def build(s, ctx):
+        frm_index = _one_from(s, ctx)
+        prev, frm = ctx.prev, ctx.shape_of(frm_index)
+        if any(f not in (p, 1) for f, p in zip((frm.c, frm.h, frm.w), (prev.c, prev.h, prev.w))):
+            raise s.error(f"layer {frm_index} ({frm.c} x {frm.h} x {frm.w}) does not broadcast to the previous "
+                          f"layer's {prev.c} x {prev.h} x {prev.w} (YOLOR's expand_as)", "from")
+        return LayerSpec(kind, (ctx.prev_index, frm_index), prev, lambda: ChannelOp(multiply),
+                         flops=float(prev.numel), label=kind, detail=f"{frm_index:5d}")
+    return build
+
+
+register("shift_channels")(_build_channel_op(False, "shift_channels"))
+register("control_channels")(_build_channel_op(True, "control_channels"))
 
 
 class Empty(nn.Module):
