@@ -483,7 +483,7 @@ def opts(tmp_path, **kw):
     return TrainOptions(backup=str(tmp_path / "backup"), workers=0, progress=False, **kw)
 
 
-@pytest.mark.parametrize("option", ["ema_alpha=0.9998", "adversarial_lr=0.05", "track=1", "contrastive=1",
+@pytest.mark.parametrize("option", ["weights_reject_freq=10", "adversarial_lr=0.05", "track=1", "contrastive=1",
                                     "dynamic_minibatch=1", "try_fix_nan=1"])
 def test_unimplemented_training_options_are_refused_by_name_and_line(shapes, tmp_path, option):
     cfg, line = net_cfg(tmp_path, "mosaic=1", option)

@@ -1,14 +1,15 @@
 """AlexeyAB's ``[net]`` training options, checked before the first iteration.
 
 Inference reads and keeps every one of them (netcfg.py); training implements the data
-options of AlexeyAB's ``load_data_detection`` (augment_alexeyab.py, mosaic.py) and
-``resize_step`` (multiscale.py), and refuses by name and line the options that would change
-how AlexeyAB trains and that this trainer does not do. Options that only steer memory, speed,
-the chart or the CUDA build's half precision (``optimized_memory``, ``workspace_size_limit_MB``,
-``use_cuda_graph``, ``loss_scale``, ``max_chart_loss``, ``show_receptive_field``, ``attention``)
-change nothing here; ``label_smooth_eps`` in ``[net]`` is read by AlexeyAB's classifier only
-(detection heads have their own), and ``augment_speed``, ``sequential_subdivisions``,
-``contrastive_jit_flip`` and ``contrastive_color`` act only with ``track`` or ``contrastive``.
+options of AlexeyAB's ``load_data_detection`` (augment_alexeyab.py, mosaic.py),
+``resize_step`` (multiscale.py) and ``ema_alpha`` (ema.py), and refuses by name and line the
+options that would change how AlexeyAB trains and that this trainer does not do. Options that
+only steer memory, speed, the chart or the CUDA build's half precision (``optimized_memory``,
+``workspace_size_limit_MB``, ``use_cuda_graph``, ``loss_scale``, ``max_chart_loss``,
+``show_receptive_field``, ``attention``) change nothing here; ``label_smooth_eps`` in ``[net]``
+is read by AlexeyAB's classifier only (detection heads have their own), and ``augment_speed``,
+``sequential_subdivisions``, ``contrastive_jit_flip`` and ``contrastive_color`` act only with
+``track`` or ``contrastive``.
 """
 from __future__ import annotations
 
@@ -26,7 +27,6 @@ REFUSED = {
     "contrastive": "the contrastive loss",
     "unsupervised": "unsupervised contrastive training",
     "adversarial_lr": "adversarial training on perturbed inputs",
-    "ema_alpha": "an exponential moving average of the weights (_ema.weights)",
     "dynamic_minibatch": "a mini-batch that grows as random= shrinks the network",
     "try_fix_nan": "replacing NaN and inf in layer outputs while training",
     "weights_reject_freq": "rejecting similar filters every N iterations",
@@ -54,10 +54,16 @@ def check_training_options(section: Section, net: NetConfig) -> None:
                       key=lambda k: section.options[k].line):
         raise section.error(f"{key}={getattr(net, key):g} ({REFUSED[key]}) is not supported for training; "
                             f"inference reads it", key)
+    if not 0 <= net.ema_alpha <= 1:
+        raise section.error(f"ema_alpha={net.ema_alpha:g}: the average's weight of its old value, 0..1 "
+                            f"(0: off)", "ema_alpha")
     if net.mixup not in MIXUP_VALUES:
         raise section.error(f"mixup={net.mixup}: AlexeyAB's values are 0..4 (1 mixup, 2 cutmix, 3 mosaic, "
                             f"4 cutmix and mosaic)", "mixup")
     if net.fork != "alexeyab":
+        if net.ema_alpha:
+            raise section.error(f"ema_alpha={net.ema_alpha:g} is AlexeyAB's weight averaging; this cfg "
+                                f"trains as pjreddie's (fork={net.fork})", "ema_alpha")
         for key in PIPELINE:
             if key in section.options and getattr(net, key) != _DEFAULTS[key]:
                 raise section.error(f"{key}={getattr(net, key)} is an option of AlexeyAB's data loading; "

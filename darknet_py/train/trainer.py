@@ -31,8 +31,9 @@ from . import multiscale
 from .alexeyab_options import check_training_options, net_section
 from .augment import Augment
 from .augment_alexeyab import AlexeyabAugment
-from .checkpoint import load_state, save_checkpoint
+from .checkpoint import load_state, save_checkpoint, state_path
 from .dataset import Problems, TrainingSamples, collate, open_dataset
+from .ema import WeightsEma
 from .log import TrainLog
 from .loss import head_delta
 from .schedule import learning_rate, uniform_draw
@@ -124,12 +125,15 @@ class Trainer:
         if self.world > 1:
             self.model = torch.nn.parallel.DistributedDataParallel(self.net, broadcast_buffers=False)
         self.optimizer = self._optimizer()
+        self.ema = WeightsEma(self.net, self.cfg.ema_alpha) if self.cfg.ema_alpha else None
         self.best_map = None
         if weights is not None and not options.clear:
             state = load_state(weights, self.net.seen)
             if state is not None:
                 self.optimizer.load_state_dict(state["optimizer"])
                 self.best_map = state.get("best_map")
+                if self.ema is not None and state.get("ema") is not None:
+                    self.ema.load(state["ema"], state_path(weights))
         self.backup = Path(options.backup or self.data.backup)
         self.problems = Problems()
         self.source = open_dataset(self.data, "train", self.problems)
@@ -296,7 +300,12 @@ class Trainer:
     def checkpoint(self, suffix: str) -> Path:
         path = self.backup / f"{self.name}_{suffix}.weights"
         if self.rank == 0:
-            save_checkpoint(self.net, path, self.optimizer, {"best_map": self.best_map})
+            extra = {"best_map": self.best_map}
+            if self.ema is not None:
+                extra["ema"] = self.ema.state()
+            save_checkpoint(self.net, path, self.optimizer, extra)
+            if suffix == "last" and self.ema is not None and self.ema.initialized():
+                self.ema.save(self.backup / f"{self.name}_ema.weights")  # as AlexeyAB, beside _last
         return path
 
     def valid_every(self) -> int:
@@ -349,6 +358,8 @@ class Trainer:
                             f"The last good weights are in {self.backup / (self.name + '_last.weights')}") from None
                     loss = float("nan")
                 self.iteration += 1
+                if self.ema is not None:
+                    self.ema.step(self.iteration)
                 if math.isfinite(loss):
                     self.avg_loss = loss if self.avg_loss is None else self.avg_loss * 0.9 + loss * 0.1
                 seconds = time.time() - start
