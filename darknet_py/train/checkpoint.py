@@ -1,4 +1,5 @@
-"""Checkpoints are Darknet ``.weights`` files; the optimizer's momentum rides in a sidecar.
+"""Checkpoints are Darknet ``.weights`` files; the optimizer's momentum (and the ``ema_alpha``
+average, ema.py) rides in a sidecar.
 
 The sidecar (``<name>.state``, a ``torch.save`` dict of tensors and numbers, read back with
 ``weights_only=True``) is written before its weights file and carries the same ``seen``; a
@@ -49,7 +50,8 @@ def load_state(weights, seen: int) -> dict | None:
         raise WeightsError(f"not a darknet_py optimizer sidecar (version {STATE_VERSION} expected)",
                            file=path)
     if state.get("seen") != seen:
-        log.warning("%s: belongs to seen=%s, the weights file says seen=%d; momentum starts from zero",
+        log.warning("%s: belongs to seen=%s, the weights file says seen=%d; momentum starts from zero "
+                    "and an ema_alpha average starts again from the weights",
                     path, state.get("seen"), seen)
         return None
     return state
