@@ -14,7 +14,7 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 install: $(VENV)/.installed
 
 run: install
-	$(VENV)/bin/darknet-py summary cfg/yolov3.cfg --width 416 --height 416
+	$(VENV)/bin/darknet-py demo --out demo
 
 test: install
 	$(PY) -m pytest -q -ra

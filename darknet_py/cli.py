@@ -243,6 +243,16 @@ def cmd_convert(args):
     print(f"wrote {dst}")
 
 
+def cmd_demo(args):
+    """The embedded default: shipped model, shipped samples, mAP on freshly generated images."""
+    from .demo import run_demo
+    result = run_demo(args.out, n_valid=args.n_valid, progress=not args.no_progress)
+    print(result.table)
+    print(f"\nannotated samples: {', '.join(str(p) for p in result.images)}")
+    print(f"validation set ({args.n_valid} images, seed 2): {result.valid}")
+    print(f"mAP@0.5 = {result.map:.4f}")
+
+
 def cmd_calc_anchors(args):
     """AlexeyAB's ``detector calc_anchors``: k-means (1 - IoU) anchors of the train= labels."""
     from pathlib import Path
@@ -445,6 +455,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, default=256, help="image side in pixels")
     p.add_argument("--val-fraction", type=float, default=0.0)
     p.set_defaults(func=cmd_data_shapes)
+
+    p = sub.add_parser("demo", help="the shipped shapes model on the shipped samples, and its mAP "
+                                    "on a freshly generated validation set")
+    p.add_argument("--out", default="demo", help="folder for annotated samples and the validation set")
+    p.add_argument("--n-valid", type=int, default=300, help="validation images to generate")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("detect", help="detect on images, folders and videos")
     p.add_argument("paths", nargs="+")

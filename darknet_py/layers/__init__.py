@@ -1,2 +1,2 @@
 """Importing this package registers every section builder (one module per layer family)."""
-from . import alexeyab, asff, conv, heads, merge, pool, resample, simple  # noqa: F401
+from . import alexeyab, asff, conv, gaussian_yolo, heads, merge, pool, resample, simple  # noqa: F401
