@@ -3,9 +3,11 @@
 A child process resumes from ``_last.weights`` (when there is one) as ``detector train`` does,
 reports the iteration, ``seen`` and momentum it resumed with, then writes checkpoints in a loop,
 each with every parameter, statistic and momentum value set to its step number k. It is
-killed with SIGKILL after a seeded random delay, 20 times. After each kill the file is exactly
-the size the cfg needs, holds one step's values throughout, and the next child resumes at that
-step's iteration and ``seen``, with the momentum of that step when the sidecar belongs to it.
+killed with SIGKILL 20 times: half after a seeded random delay, half a moment after a
+temporary file appears (inside a write, which a fast disk makes rare by chance). After each
+kill the file is exactly the size the cfg needs, holds one step's values throughout, and the
+next child resumes at that step's iteration and ``seen``, with the momentum of that step when
+the sidecar belongs to it.
 """
 from __future__ import annotations
 
@@ -70,6 +72,15 @@ def start_child(data, backup):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env)
 
 
+def wait_for_temporary(backup, child, timeout=60.0):
+    """Return as soon as a checkpoint's temporary file exists (a write is under way)."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end and child.poll() is None:
+        if any(p.name.endswith(".tmp") for p in backup.iterdir()):
+            return
+    raise AssertionError("the child never started writing a checkpoint")
+
+
 def values_of(path):
     """The single step number every value of the file holds, and the header's seen."""
     net = Darknet(CFG_FILE, init=False)
@@ -101,7 +112,11 @@ def test_kill_during_checkpoint_write_leaves_a_complete_checkpoint(tmp_path):
             assert line.startswith("saved"), line + child.stderr.read()
             saves += 1
         child.stdout.close()  # from here the child writes without waiting for us to read
-        time.sleep(rng.uniform(0.0, 0.4))
+        if kill % 2:  # anywhere in the save loop
+            time.sleep(rng.uniform(0.0, 0.4))
+        else:  # inside a write: a fast disk makes these rare by chance alone
+            wait_for_temporary(backup, child)
+            time.sleep(rng.uniform(0.0, 0.002))
         child.send_signal(signal.SIGKILL)
         child.wait()
         assert child.returncode == -signal.SIGKILL
