@@ -42,7 +42,8 @@ def cmd_detector_test(args):
     for path in images:
         bgr = read_bgr(path)
         start = time.time()
-        det = detect(net, from_bgr(bgr), thresh=args.thresh, hier_thresh=args.hier, nms=args.nms)
+        det = detect(net, from_bgr(bgr), thresh=args.thresh, hier_thresh=args.hier, nms=args.nms,
+                     letterbox=LETTERBOX[args.letterbox])
         print(f"{path}: Predicted in {time.time() - start:f} seconds.")
         for _, hits in labels(det, args.thresh):
             for j, prob in hits:
@@ -113,7 +114,7 @@ def cmd_detect(args):
     for number, (kind, path) in enumerate(tqdm(items, desc="detect", unit="file")):
         if kind == "image":
             bgr = read_bgr(path)
-            det = detect(net, from_bgr(bgr), thresh=args.thresh, nms=args.nms)
+            det = detect(net, from_bgr(bgr), thresh=args.thresh, nms=args.nms, letterbox=LETTERBOX[args.letterbox])
             h, w = bgr.shape[:2]
             records += coco_records(det, _image_id(path, number), w, h, coco, args.thresh)
             cv2.imwrite(str(out_dir / f"{path.stem}.jpg"), draw_detections(bgr, det, args.thresh, names))
@@ -121,7 +122,7 @@ def cmd_detect(args):
             continue
         writer = None
         for bgr, rgb, fps in tqdm(_frames(path), desc=path.name, unit="frame", leave=False):
-            det = detect(net, rgb, thresh=args.thresh, nms=args.nms)
+            det = detect(net, rgb, thresh=args.thresh, nms=args.nms, letterbox=LETTERBOX[args.letterbox])
             found += int((det.probs > args.thresh).any(1).sum())
             if writer is None:
                 writer = cv2.VideoWriter(str(out_dir / f"{path.stem}.avi"), cv2.VideoWriter_fourcc(*"MJPG"),
@@ -163,7 +164,8 @@ def _validation(args):
     net = _load_net(args)
     source = open_dataset(data, "valid")
     detections, truths, sizes = validation_detections(net, source, args.batch, thresh=args.low_thresh,
-                                                      nms=args.nms, progress=not args.no_progress)
+                                                      nms=args.nms, progress=not args.no_progress,
+                                                      letterbox=LETTERBOX[args.letterbox])
     return data, source, detections, truths, sizes
 
 
@@ -311,6 +313,18 @@ def cmd_plot_lr(args):
     print(f"wrote {args.out}: rate from {rates.min():g} to {rates.max():g} over {len(rates)} updates")
 
 
+LETTERBOX = {"auto": None, "on": True, "off": False}  # --letterbox -> detect(..., letterbox=)
+
+
+def _add_letterbox(p) -> None:
+    """AlexeyAB's ``-letter_box`` flag, and ``--letterbox`` to choose either way."""
+    p.add_argument("--letterbox", choices=sorted(LETTERBOX), default="auto",
+                   help="letterbox the image (on) or resize it to the network size (off); auto: as the "
+                        "network's fork does (pjreddie letterboxes; AlexeyAB only with [net] letter_box=1)")
+    p.add_argument("-letter_box", dest="letterbox", action="store_const", const="on",
+                   help="as AlexeyAB's -letter_box: --letterbox on")
+
+
 def _add_set(p) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a [net] option, e.g. --set max_batches=6 --set width=128 (repeatable)")
@@ -382,6 +396,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-nms", "--nms", type=float, default=0.45)
     p.add_argument("-out", "--out", default="predictions", help="output name without .jpg")
     p.add_argument("--precision", choices=["exact", "fast"], default="exact")
+    _add_letterbox(p)
     p.set_defaults(func=cmd_detector_test)
 
     p = detector.add_parser("train", help="train like `darknet detector train DATA CFG [WEIGHTS]`")
@@ -398,7 +413,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--label-smoothing", type=float, default=0.0, metavar="EPS",
                    help="Bag of Freebies: class targets (1-EPS)*onehot + EPS/classes")
     p.add_argument("--multi-scale", action="store_true",
-                   help="as random=1: a new size 320..608 every 10 iterations")
+                   help="as random=1 in the last head: a new size every 10 iterations (pjreddie: "
+                        "squares 320..608; fork=alexeyab: the cfg's size times 1/1.4..1.4 in steps of "
+                        "resize_step)")
     p.add_argument("--amp", action="store_true", help="mixed precision (bfloat16 autocast)")
     p.add_argument("--sync-bn", action="store_true", help="synchronized batch norm under torchrun")
     p.add_argument("--last-every", type=int, default=100, help="iterations between _last.weights saves")
@@ -420,6 +437,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--coco-gt", help="COCO instances json of the same images: COCO ids / 12-number summary")
         p.add_argument("--precision", choices=["exact", "fast"], default="exact")
         p.add_argument("--no-progress", action="store_true")
+        _add_letterbox(p)
         p.set_defaults(func=func)
         if verb == "map":
             p.add_argument("-iou_thresh", "--iou-thresh", type=float, default=0.5)
@@ -473,6 +491,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--thresh", type=float, default=0.25)
     p.add_argument("--nms", type=float, default=0.45)
     p.add_argument("--precision", choices=["exact", "fast"], default="exact")
+    _add_letterbox(p)
     p.set_defaults(func=cmd_detect)
     return parser
 

@@ -1,10 +1,14 @@
-"""The command line: Darknet's layer table and BFLOPs."""
+"""The command line: Darknet's layer table and BFLOPs, every verb's --help, detection and
+validation options reaching the functions they set (-letter_box, -points, -iou_thresh)."""
+import argparse
+import importlib
+import json
 import subprocess
 import sys
 
 import pytest
 
-from darknet_py.cli import main
+from darknet_py.cli import build_parser, main
 
 from conftest import CFG, ORACLE, ROOT
 
@@ -71,3 +75,107 @@ def test_detect_writes_annotations_and_coco_json(tmp_path, weights_for, capsys):
     results = gt.loadRes(str(tmp_path / "results.json"))
     assert len(results.anns) == len(records)
     assert all(r["bbox"][2] >= 0 and r["bbox"][3] >= 0 and r["score"] > 0.2 for r in records)
+
+
+def verbs(parser, prefix=()):
+    """Every command path of the parser (``("detector", "map")``, aliases included)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield prefix + (name,)
+                yield from verbs(sub, prefix + (name,))
+
+
+VERBS = sorted(set(verbs(build_parser())))
+
+
+def test_the_verb_list_is_complete():
+    """The parametrization below walks the parser: it sees nested and aliased verbs."""
+    for verb in [("summary",), ("detector", "test"), ("detector", "map"), ("detector", "calc_anchors"),
+                 ("export", "onnx"), ("data", "shapes"), ("calc-anchors",), ("plot-lr",), ("detect",)]:
+        assert verb in VERBS
+
+
+@pytest.mark.parametrize("verb", VERBS, ids=" ".join)
+def test_every_verb_has_help(verb, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main([*verb, "--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    # an alias prints its verb's name (calc-anchors: calc_anchors)
+    assert out.startswith("usage: darknet-py " + " ".join(verb[:-1])) and "-h, --help" in out
+
+
+def _detect_json(tmp_path, weights, *flags):
+    out = tmp_path / "-".join(flags or ("default",))
+    code = main(["detect", "--cfg", str(CFG / "yolov3-tiny.cfg"), "--weights", str(weights),
+                 "--names", str(ROOT / "data" / "coco.names"), "--out", str(out), "--json", str(out / "r.json"),
+                 "--thresh", "0.2", *flags, str(ROOT / "data" / "images" / "dog.jpg")])
+    assert code == 0
+    return json.loads((out / "r.json").read_text())
+
+
+def test_letterbox_flag_reaches_detect(tmp_path, weights_for):
+    """dog.jpg is 768 x 576: letterboxed and stretched inputs give other boxes. yolov3-tiny is
+    pjreddie's, whose detector letterboxes, so auto is on; -letter_box is AlexeyAB's spelling."""
+    weights = weights_for("yolov3-tiny.cfg", seed=7)
+    on = _detect_json(tmp_path, weights, "--letterbox", "on")
+    off = _detect_json(tmp_path, weights, "--letterbox", "off")
+    assert on and off and on != off
+    assert _detect_json(tmp_path, weights, "-letter_box") == on
+    assert _detect_json(tmp_path, weights) == on
+
+
+def test_detector_test_passes_letterbox(tmp_path, weights_for, monkeypatch):
+    module = importlib.import_module("darknet_py.detect")  # darknet_py.detect is the function
+    seen = []
+    real = module.detect
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs["letterbox"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, "detect", spy)
+    monkeypatch.chdir(tmp_path)
+    weights = weights_for("yolov3-tiny.cfg", seed=7)
+    for flags in ([], ["--letterbox", "off"], ["-letter_box"]):
+        assert main(["detector", "test", str(CFG / "coco.data"), str(CFG / "yolov3-tiny.cfg"), str(weights),
+                     str(ROOT / "data" / "images" / "dog.jpg"), *flags]) == 0
+    assert seen == [None, False, True]
+
+
+@pytest.fixture(scope="module")
+def shapes_set(tmp_path_factory):
+    from darknet_py.shapes import generate_shapes
+    from darknet_py.synthetic import write_random_weights
+    folder = tmp_path_factory.mktemp("cli-map")
+    data = generate_shapes(folder / "shapes", 4, seed=5, size=64)
+    weights = folder / "tiny.weights"
+    write_random_weights(ROOT / "tests" / "cfg" / "tiny-yolo.cfg", weights, seed=3)
+    return data, weights
+
+
+@pytest.mark.parametrize("verb", ["map", "valid"])
+def test_map_and_valid_options_reach_the_evaluation(verb, shapes_set, tmp_path, monkeypatch, capsys):
+    """-letter_box reaches validation_detections; -points and -iou_thresh reach the mAP table."""
+    import darknet_py.validate
+    seen = []
+    real = darknet_py.validate.validation_detections
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs["letterbox"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(darknet_py.validate, "validation_detections", spy)
+    monkeypatch.chdir(tmp_path)
+    data, weights = shapes_set
+    args = ["detector", verb, str(data), str(ROOT / "tests" / "cfg" / "tiny-yolo.cfg"), str(weights),
+            "--no-progress", "-letter_box"]
+    if verb == "map":
+        args += ["-points", "11", "-iou_thresh", "0.75"]
+    assert main(args) == 0
+    assert seen == [True]
+    if verb == "map":
+        out = capsys.readouterr().out
+        assert "IoU threshold = 75 %, used 11 Recall-points" in out
+        assert "mean average precision (mAP@0.75) = " in out
