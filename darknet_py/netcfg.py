@@ -111,6 +111,7 @@ class NetConfig:
     sgdr_mult: int = 2
     seq_scales: tuple[float, ...] = ()
     fork: str = "pjreddie"   # resolved: never "auto"
+    fork_reason: str = ""    # why: "set in [net]" or what made ``auto`` choose (resolve_fork)
     # AlexeyAB (ALEXEYAB_NET_OPTIONS)
     track: int = 0
     augment_speed: int = 2
@@ -173,7 +174,7 @@ class NetConfig:
         kw.update(_alexeyab_options(s, cls))
         kw["sequential_subdivisions"] = min(s.int("sequential_subdivisions", kw["subdivisions"], minimum=1),
                                             kw["subdivisions"])
-        kw["fork"] = resolve_fork(s, layers)
+        kw["fork"], kw["fork_reason"] = resolve_fork(s, layers)
         kw["sgdr_cycle"] = s.int("sgdr_cycle", kw["max_batches"])
         kw["sgdr_mult"] = s.int("sgdr_mult", 2)
         kw["max_ratio"] = s.float("max_ratio", kw["max_crop"] / width)
@@ -211,19 +212,21 @@ class NetConfig:
         return cls(**kw)
 
 
-def resolve_fork(net: Section, layers: Sequence[Section] = ()) -> str:
-    """[net] ``fork``, with ``auto`` (the default) resolved from what the cfg uses; logged."""
+def resolve_fork(net: Section, layers: Sequence[Section] = ()) -> tuple[str, str]:
+    """[net] ``fork``, with ``auto`` (the default) resolved from what the cfg uses, and the
+    reason; logged."""
     fork = net.str("fork", "auto")
     if fork not in FORK_CHOICES:
         raise net.error(f"unknown fork '{fork}' (known: {', '.join(FORK_CHOICES)})", "fork")
     if fork != "auto":
-        log.info("%s: fork=%s (set in [net])", net.file, fork)
-        return fork
-    feature = alexeyab_feature([net, *layers])
-    fork = "alexeyab" if feature else "pjreddie"
-    log.info("%s: fork=%s (auto: %s)", net.file, fork,
-             f"{feature}, which only AlexeyAB's Darknet reads" if feature else "nothing AlexeyAB-only")
-    return fork
+        reason = "set in [net]"
+    else:
+        feature = alexeyab_feature([net, *layers])
+        fork = "alexeyab" if feature else "pjreddie"
+        reason = "auto: " + (f"{feature}, which only AlexeyAB's Darknet reads" if feature
+                             else "nothing AlexeyAB-only")
+    log.info("%s: fork=%s (%s)", net.file, fork, reason)
+    return fork, reason
 
 
 def alexeyab_feature(sections: Sequence[Section]) -> str | None:

@@ -2,8 +2,15 @@
 from __future__ import annotations
 
 
+def fork_line(net) -> str:
+    """Whose Darknet this table's numbers follow, and why (``fork=auto`` picks from the cfg)."""
+    reason = f" ({net.net.fork_reason})" if net.net.fork_reason else ""
+    return f"fork = {net.fork}{reason}"
+
+
 def layer_table(net) -> str:
-    lines = ["layer     filters    size              input                output"]
+    """The table Darknet prints while it parses a cfg, after a line naming the resolved fork."""
+    lines = [fork_line(net), "layer     filters    size              input                output"]
     for i, spec in enumerate(net.specs):
         src = spec.sources[0]
         inp = net.net_input_shape if src < 0 else net.specs[src].out

@@ -159,7 +159,7 @@ def test_parameter_count_and_flops_are_the_modules(tmp_path):
 
 def test_summary_line(tmp_path):
     net = asff_net(tmp_path, "from=-1,-2,-3\nlevel=1\nfilters=7\n")
-    line = layer_table(net).splitlines()[4]
+    line = layer_table(net).splitlines()[5]  # after the fork line and the header
     # the chosen level (layer 1, 10 x 6 x 4) is the input column
     assert line.startswith("    3 asff         7 level 1 of 3      10 x   6 x   4   ->    10 x   6 x   7")
     assert line.endswith(f"{net.specs[3].flops / 1e9:5.3f} BFLOPs")

@@ -16,11 +16,24 @@ from conftest import CFG, ORACLE, ROOT
 def test_summary_matches_darknets_bflops(capsys):
     assert main(["summary", str(CFG / "yolov3.cfg"), "--width", "416", "--height", "416"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[0].split() == ["layer", "filters", "size", "input", "output"]
-    assert out[1].split() == ["0", "conv", "32", "3", "x", "3", "/", "1", "416", "x", "416", "x", "3",
+    assert out[0] == "fork = pjreddie (auto: nothing AlexeyAB-only)"
+    assert out[1].split() == ["layer", "filters", "size", "input", "output"]
+    assert out[2].split() == ["0", "conv", "32", "3", "x", "3", "/", "1", "416", "x", "416", "x", "3",
                               "->", "416", "x", "416", "x", "32", "0.299", "BFLOPs"]
     assert out[-1] == "Total BFLOPs 65.862"
-    assert len(out) == 1 + 107 + 1
+    assert len(out) == 2 + 107 + 1
+
+
+@pytest.mark.parametrize("extra, line", [
+    ("", "fork = alexeyab (auto: activation=mish in [convolutional] at {cfg}:7, which only AlexeyAB's "
+         "Darknet reads)"),
+    ("fork=pjreddie", "fork = pjreddie (set in [net])"),
+])
+def test_summary_names_the_fork_and_why(tmp_path, capsys, extra, line):
+    cfg = tmp_path / "mish.cfg"
+    cfg.write_text(f"[net]\nwidth=32\nheight=32\nchannels=3\n{extra}\n[convolutional]\nactivation=mish\n")
+    assert main(["summary", str(cfg)]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == line.format(cfg=cfg)
 
 
 def test_summary_of_a_bad_cfg_is_an_error_not_a_traceback(tmp_path, capsys):
