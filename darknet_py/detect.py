@@ -10,7 +10,7 @@ from .image import letterbox, load_image, resize_image
 from .layers.gaussian_yolo import GaussianYolo
 from .layers.heads import Detection, Region, Yolo
 from .postprocess import (Detections, correct_boxes, decode_detection, decode_gaussian_yolo, decode_region,
-                          decode_yolo, nms_sort)
+                          decode_region_alexeyab, decode_yolo, nms_sort)
 
 
 def _as_image(item):
@@ -53,6 +53,9 @@ def network_boxes(net, outputs, b, im_w, im_h, thresh, letter=True):
             boxes, obj, probs = decode_gaussian_yolo(o, layer.anchors, layer.mask, net_w, net_h, thresh,
                                                      layer.yolo_point)
             boxes = correct_boxes(boxes, im_w, im_h, net_w, net_h, letter=letter)
+        elif isinstance(layer, Region) and layer.alexeyab:  # custom_get_region_detections
+            boxes, obj, probs = decode_region_alexeyab(o, layer.anchors, layer.classfix, thresh)
+            boxes = correct_boxes(boxes, im_w, im_h, net_w, net_h, True, letter)
         elif isinstance(layer, Region):
             boxes, obj, probs = decode_region(o, layer.anchors, layer.coords, layer.background, thresh)
             boxes = correct_boxes(boxes, im_w, im_h, net_w, net_h, letter=letter)

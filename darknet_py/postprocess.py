@@ -1,7 +1,8 @@
 """Darknet's box decoding, letterbox correction and ``do_nms_sort``, on numpy float32.
 
 Orders matter as much as values: [yolo] boxes are listed cell by cell (anchors inside),
-[region] and [detection] boxes anchor-major as Darknet indexes them, layers in cfg order; NMS
+[region] and [detection] boxes anchor-major as Darknet indexes them (AlexeyAB's [region] cell by
+cell), layers in cfg order; NMS
 sorts by each class in turn with a stable sort (glibc's qsort is a merge sort here), so the
 final list is in the same order as Darknet's.
 """
@@ -105,6 +106,22 @@ def decode_region(out, anchors, coords, background, thresh):
     probs = _probs(scale, pred[:, coords + 1:], thresh)
     probs[objectness == 0] = 0
     return boxes, objectness, probs
+
+
+def decode_region_alexeyab(out, anchors, classfix, thresh):
+    """AlexeyAB's ``custom_get_region_detections``: ``get_region_boxes`` lists every box cell by
+    cell (anchors inside), class probabilities ``objectness * class`` above ``thresh`` (objectness
+    read as 0 below .5 with ``classfix=-1``), and every box's objectness is 1; coords is 4."""
+    a, _, h, w = out.shape
+    pred = out.reshape(a, -1, h * w).transpose(2, 0, 1).reshape(h * w * a, -1)  # cell-major
+    cell, n = np.divmod(np.arange(h * w * a), a)
+    aw = np.array([anc[0] for anc in anchors], np.float64)[n]
+    ah = np.array([anc[1] for anc in anchors], np.float64)[n]
+    boxes = _boxes(pred, cell, w, h, aw, ah, w, h)
+    scale = pred[:, 4].astype(F32)
+    if classfix == -1:
+        scale = np.where(scale < F32(0.5), F32(0), scale)
+    return boxes, np.ones(len(pred), F32), _probs(scale, pred[:, 5:], thresh)
 
 
 def decode_detection(out, side, n, classes, coords, sqrt, thresh):

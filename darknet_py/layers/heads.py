@@ -176,6 +176,12 @@ def build_yolo(s, ctx):
 
 
 class Region(nn.Module):
+    """[region] (YOLOv2). pjreddie's forward_region_layer: logistic on x, y, objectness (unless
+    ``background``) and, without softmax, the classes. AlexeyAB's (``alexeyab``, fork=alexeyab):
+    logistic on objectness, softmax over the classes when set, raw classes otherwise; its x, y
+    logistic happens in get_region_box, applied here too so both forks' outputs read alike."""
+    alexeyab = False
+
     def __init__(self, n, classes, coords, anchors, softmax, background, settings):
         super().__init__()
         self.n, self.classes, self.coords = n, classes, coords
@@ -189,6 +195,9 @@ class Region(nn.Module):
         x = x.view(b, self.n, self.coords + 1 + self.classes, h, w)
         if self.training:
             return x
+        if self.alexeyab:  # coords is 4 (build_region)
+            classes = torch.softmax(x[:, :, 5:], 2) if self.softmax else x[:, :, 5:]
+            return torch.cat([torch.sigmoid(x[:, :, :2]), x[:, :, 2:4], torch.sigmoid(x[:, :, 4:5]), classes], 2)
         c = self.coords
         parts = [torch.sigmoid(x[:, :, :2]), x[:, :, 2:c]]
         parts.append(x[:, :, c:c + 1] if self.background else torch.sigmoid(x[:, :, c:c + 1]))
@@ -209,7 +218,14 @@ def build_region(s, ctx):
         raise s.error("coords must be >= 4, classes and num >= 1")
     check_channels(s, ctx, coords + 1 + classes, n)
     anchors = read_anchors(s, 2 * n)
-    softmax, background = bool(s.int("softmax", 0)), bool(s.int("background", 0))
+    alexeyab = ctx.net.fork == "alexeyab"
+    if alexeyab and coords != 4:
+        raise s.error("AlexeyAB's [region] reads 4 coordinates per box (its forward and get_region_boxes "
+                      "step by classes + 5); fork=alexeyab needs coords=4", "coords")
+    if alexeyab and s.has("background"):
+        log.warning("%s", s.error("is not read by AlexeyAB's parser; ignored (fork=alexeyab)", "background"))
+        s.ignore("background")
+    softmax, background = bool(s.int("softmax", 0)), not alexeyab and bool(s.int("background", 0))
     if s.has("tree") or s.has("map"):
         raise s.error("YOLO9000 trees and class maps are not supported")
     settings = dict(
@@ -218,7 +234,7 @@ def build_region(s, ctx):
         classfix=s.int("classfix", 0), absolute=s.int("absolute", 0), random=s.int("random", 0),
         coord_scale=s.float("coord_scale", 1.0), object_scale=s.float("object_scale", 1.0),
         noobject_scale=s.float("noobject_scale", 1.0), mask_scale=s.float("mask_scale", 1.0),
-        class_scale=s.float("class_scale", 1.0), bias_match=s.int("bias_match", 0))
+        class_scale=s.float("class_scale", 1.0), bias_match=s.int("bias_match", 0), alexeyab=alexeyab)
     return LayerSpec("region", (ctx.prev_index,), ctx.prev,
                      lambda: Region(n, classes, coords, anchors, softmax, background, settings),
                      label="region", is_head=True)
