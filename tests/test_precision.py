@@ -43,3 +43,26 @@ def test_fast_mode_keeps_the_weights_file(tmp_path, weights_for):
     assert (tmp_path / "again.weights").read_bytes() == path.read_bytes()
     with torch.no_grad():
         assert all(o.dtype == torch.float32 for o in net(torch.rand(1, 3, 64, 64)))
+
+
+@pytest.mark.parametrize("fork", ["pjreddie", "alexeyab"])
+def test_exact_inference_batch_norm_is_the_same_numbers(fork):
+    """Exact mode's inference pass applies batch norm in place as one multiply-add per value;
+    it must give the training code's eval-mode batch norm bit for bit, for either fork's
+    denominator, in both memory layouts and with channel counts off the vector width."""
+    from darknet_py.layers.conv import Convolutional
+
+    gen = torch.Generator().manual_seed(3)
+    conv = Convolutional(3, 37, 3, 1, 1, 1, True, "leaky").eval()
+    conv.fork = fork
+    with torch.no_grad():
+        for t in (conv.scales, conv.biases, conv.rolling_mean):
+            t.copy_(torch.randn(t.shape, generator=gen))
+        conv.rolling_variance.copy_(torch.rand(37, generator=gen) * 4)
+        conv.rolling_variance[0] = 0.0  # the denominator's epsilon alone
+        conv.prepare_inference(torch.float32, fold=False)
+        alpha, beta = conv.bn_affine
+        for layout in (torch.contiguous_format, torch.channels_last):
+            x = (torch.randn(2, 37, 5, 7, generator=gen) * 5).contiguous(memory_format=layout)
+            expected = conv._batch_norm(x, conv.biases)
+            assert torch.equal(torch.addcmul(beta, x, alpha), expected)
