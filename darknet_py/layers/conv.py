@@ -156,9 +156,10 @@ class Convolutional(BatchNormMixin, nn.Module):
         return x if fused else self.activation.inplace(x)
 
     def _bn_affine(self):
-        """Per-channel ``(alpha, beta)`` with ``x * alpha + beta`` (both fused multiply-adds)
-        bit for bit what ``_batch_norm`` gives in eval mode: ATen's batch norm computes
-        ``alpha = scales / sqrt(denominator^2)`` and ``beta = biases - mean * alpha`` this way."""
+        """Per-channel ``(alpha, beta)`` with which ``x * alpha + beta`` (a fused multiply-add)
+        is bit for bit what ``_batch_norm`` gives in eval mode: ATen's batch norm makes
+        ``alpha = (1 / sqrt(denominator^2)) * scales`` and ``beta = biases - mean * alpha`` (fused)
+        this way."""
         alpha = (1 / self.bn_denominator(self.rolling_variance).square().sqrt()) * self.scales
         beta = torch.addcmul(self.biases, self.rolling_mean, alpha, value=-1)
         return alpha.view(1, -1, 1, 1), beta.view(1, -1, 1, 1)
