@@ -35,6 +35,7 @@ SMALL = ["yolov3-tiny.cfg", "yolov2-tiny.cfg", "yolov2-tiny-voc.cfg"]  # built a
 PJREDDIE = ["darknet19.cfg", "darknet53.cfg", "densenet201.cfg", "resnet50.cfg", "yolov1.cfg",
             "yolov2-tiny-voc.cfg", "yolov2-tiny.cfg", "yolov2-voc.cfg", "yolov2.cfg", "yolov3-openimages.cfg",
             "yolov3-spp.cfg", "yolov3-tiny.cfg", "yolov3-voc.cfg", "yolov3.cfg"]  # planned only
+ALEXEYAB = sorted(f"alexeyab/{p.name}" for p in (CFG / "alexeyab").glob("*.cfg")) + ["yolov3-asff.cfg"]
 PLAN_BUDGET = 4 << 30  # the default: planning allocates nothing, so the official sizes plan
 FUZZ = settings(max_examples=1, deadline=None, derandomize=True, database=None,
                 suppress_health_check=list(HealthCheck), print_blob=True)
@@ -58,14 +59,15 @@ def small_text(name: str) -> str:
     return re.sub(r"(?m)^height=\d+", "height=64", text)
 
 
-def all_keys() -> list[str]:
+def all_keys(names) -> list[str]:
     keys = set()
-    for path in map(CFG.joinpath, PJREDDIE):
+    for path in map(CFG.joinpath, names):
         keys.update(re.findall(r"(?m)^\s*([A-Za-z_]+)\s*=", path.read_text()))
     return sorted(keys)
 
 
-KEYS = all_keys()
+KEYS = all_keys(PJREDDIE)
+ALEXEYAB_KEYS = all_keys(PJREDDIE + ALEXEYAB)
 HOSTILE_VALUES = st.one_of(
     st.sampled_from(["", "abc", "1.5", "-1", "0", "-2147483648", "2147483647", "2147483648",
                      "99999999999999999999", "9" * 5000, "1e999", "-1e999", "nan", "inf", "1,2,3",
@@ -77,8 +79,15 @@ HOSTILE_VALUES = st.one_of(
 )
 
 
+# option values AlexeyAB's cfgs use as words, for its string options
+ALEXEYAB_VALUES = st.one_of(HOSTILE_VALUES, st.sampled_from([
+    "mish", "swish", "logistic", "hard_mish", "normalize_channels_softmax", "per_feature", "per_channel",
+    "softmax", "relu", "avg_relu", "ciou", "giou", "diou", "mse", "greedynms", "diounms", "cornersnms",
+    "left_top", "sgdr", "-1,-2,-3", "0,1,2,3,4,5,6,7,8,9"]))
+
+
 @st.composite
-def mutation(draw, lines: list[str]):
+def mutation(draw, lines: list[str], keys=KEYS, values=HOSTILE_VALUES):
     kind = draw(st.sampled_from(["value"] * 4 + ["key"] * 2 + ["delete", "duplicate", "section", "junk",
                                                              "swap", "truncate"]))
     i = draw(st.integers(0, max(0, len(lines) - 1)) if draw(st.integers(0, 9)) == 0
@@ -91,9 +100,9 @@ def mutation(draw, lines: list[str]):
         options = [j for j, line in enumerate(lines) if "=" in line]
         if options:
             j = draw(st.sampled_from(options))
-            lines[j] = lines[j].split("=", 1)[0] + "=" + draw(HOSTILE_VALUES)
+            lines[j] = lines[j].split("=", 1)[0] + "=" + draw(values)
     elif kind == "key":
-        lines.insert(i, f"{draw(st.sampled_from(KEYS))}={draw(HOSTILE_VALUES)}")
+        lines.insert(i, f"{draw(st.sampled_from(keys))}={draw(values)}")
     elif kind == "section":
         names = sorted(BUILDERS) + ["net", "network", "bogus", "", "yolo]", "[route"]
         lines.insert(i, f"[{draw(st.sampled_from(names))}]")
@@ -108,10 +117,10 @@ def mutation(draw, lines: list[str]):
 
 
 @st.composite
-def mutated(draw, text: str):
+def mutated(draw, text: str, keys=KEYS, values=HOSTILE_VALUES):
     lines = text.split("\n")
     for _ in range(draw(st.integers(1, 3))):
-        draw(mutation(lines))
+        draw(mutation(lines, keys, values))
     body = "\n".join(lines)
     raw = body.encode("latin-1", "replace") if draw(st.booleans()) else body.encode("utf-8", "surrogatepass")
     return raw
@@ -195,6 +204,25 @@ def test_fuzz_cfg_plan(name):
     run()
 
 
+@pytest.mark.parametrize("name", ALEXEYAB)
+def test_unmutated_alexeyab_cfgs_plan(name):
+    plan_only(CFG / name)
+
+
+@pytest.mark.parametrize("name", ALEXEYAB)
+def test_fuzz_alexeyab_cfg_plan(name):
+    """AlexeyAB's cfgs and the [asff] one, with AlexeyAB's option names and words among the
+    mutations; planned only (they are large)."""
+    base = (CFG / name).read_text()
+
+    @examples(12)
+    @given(mutated(base, ALEXEYAB_KEYS, ALEXEYAB_VALUES))
+    def run(raw):
+        fuzz_once(f"cfg plan {name}", write_cfg(Path(name).name, raw), plan_only)
+
+    run()
+
+
 NET = "[net]\nwidth=64\nheight=64\nchannels=3\n"
 HEAD_INPUT = "[convolutional]\nfilters=18\nsize=1\n"
 HOSTILE = {  # name: (cfg text, the option the refusal names)
@@ -207,6 +235,9 @@ HOSTILE = {  # name: (cfg text, the option the refusal names)
     "channels": ("[net]\nwidth=64\nheight=64\nchannels=2147483647\n[avgpool]\n", None),
     "filters": (NET + "[convolutional]\nfilters=2147483647\nsize=3\n", None),
     "size": (NET + "[convolutional]\nfilters=1\nsize=2147483647\npadding=2147483647\n", None),
+    # planned fine before, then PyTorch's convolution died of SIGFPE on the padding it implies
+    "dilation": (NET + "[convolutional]\nfilters=1\nsize=3\npad=1\ndilation=2147483647\n", "dilation"),
+    "dilation, size 5": (NET + "[convolutional]\nfilters=1\nsize=5\npad=1\ndilation=536870912\n", "dilation"),
     "connected": (NET + "[connected]\noutput=2147483647\n", None),
     "local": (NET + "[local]\nfilters=65536\nsize=1\n", None),
     "route list": (NET + HEAD_INPUT + "[route]\nlayers=" + "-1," * 20000 + "\n", None),

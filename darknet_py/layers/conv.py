@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..activations import Activation, read_activation
+from ..cfg import INT_RANGE
 from ..errors import CfgError
 from ..registry import LayerSpec, Shape, register
 from .base import BatchNormMixin, Blob, refuse_unsupported
@@ -270,6 +271,9 @@ def build_convolutional(s, ctx):
         raise s.error(f"dilation={dilation} needs pad=1 or padding=(size-1)/2 with an odd size "
                       f"(size={size}, padding={padding}): Darknet's output size and its im2col disagree",
                       "dilation")
+    if max(inp.h, inp.w) + 2 * padding * dilation > INT_RANGE[1]:  # PyTorch crashes (SIGFPE) beyond
+        raise s.error(f"dilation={dilation} with padding={padding}: the dilated padding of im2col_cpu_ext "
+                      f"({max(inp.h, inp.w)} + 2 x {padding * dilation}) overflows Darknet's C int", "dilation")
     k = size * size * inp.c // groups
     flops = 2.0 * n * k * out_h * out_w
     if antialiasing:  # a 3x3 blur at stride 1: the size stays
