@@ -2,9 +2,8 @@
 
 Orders matter as much as values: [yolo] boxes are listed cell by cell (anchors inside),
 [region] and [detection] boxes anchor-major as Darknet indexes them (AlexeyAB's [region] cell by
-cell), layers in cfg order; NMS
-sorts by each class in turn with a stable sort (glibc's qsort is a merge sort here), so the
-final list is in the same order as Darknet's.
+cell), layers in cfg order; NMS sorts by each class in turn with a stable sort (glibc's qsort
+is a merge sort here), so the final list is in the same order as Darknet's.
 """
 from __future__ import annotations
 

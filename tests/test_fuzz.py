@@ -1,6 +1,7 @@
-"""Hostile files: mutated official cfgs and weights files either load or are refused with the
-project's own error naming the place (file and line, or byte offset and layer), never another
-exception, a hang, or an allocation beyond the memory budget.
+"""Hostile files: mutated official cfgs (pjreddie's, AlexeyAB's, and cfg/yolov3-asff.cfg) and
+weights files either load or are refused with the project's own error naming the place (file
+and line, or byte offset and layer), never another exception, a hang, or an allocation beyond
+the memory budget.
 
 Mutations are drawn by hypothesis, derandomized so that CI tries the same inputs every run;
 ``DARKNET_PY_FUZZ_EXAMPLES`` scales the example counts. The counts per target (tried, loaded,
