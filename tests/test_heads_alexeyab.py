@@ -794,8 +794,8 @@ def test_untrainable_options_are_refused(tmp_path):
     layer = yolo_cfg(tmp_path, extra="resize=1.5").layers[-1]
     with pytest.raises(DarknetError, match="resize"):
         head_delta(layer, x, truths, 64, 64, 0)
-    gauss = yolo_cfg(tmp_path, kind="Gaussian_yolo", entries=9).layers[-1]
-    with pytest.raises(DarknetError, match="Gaussian_yolo"):
+    gauss = yolo_cfg(tmp_path, kind="Gaussian_yolo", entries=9, extra="resize=1.5").layers[-1]
+    with pytest.raises(DarknetError, match="Gaussian_yolo.*resize"):
         head_delta(gauss, torch.zeros(1, 3, 12, 2, 2), truths, 64, 64, 0)
 
 

@@ -318,5 +318,6 @@ def head_delta(layer, x, truths, net_w, net_h, seen, label_smoothing=0.0):
     if isinstance(layer, Detection):
         raise DarknetError("training [detection] (YOLOv1) heads is not supported")
     if isinstance(layer, GaussianYolo):
-        raise DarknetError("training [Gaussian_yolo] heads is not supported (inference only)")
+        from .gaussian_yolo_loss import gaussian_yolo_delta
+        return gaussian_yolo_delta(layer, x, truths, net_w, net_h, label_smoothing)
     raise DarknetError(f"{type(layer).__name__} is not a detection head")

@@ -24,6 +24,7 @@ import torch.distributed as dist
 
 from ..datafile import DataConfig
 from ..errors import DarknetError
+from ..layers.gaussian_yolo import GaussianYolo
 from ..layers.heads import Region, Yolo
 from ..model import Darknet, check_budget
 from ..weights import layers_in_file
@@ -158,7 +159,7 @@ class Trainer:
             raise TrainingError(f"{self.net.cfg_file} has no [yolo] or [region] layer to train")
         for i in self.net.heads:
             layer = self.net.layers[i]
-            if not isinstance(layer, (Yolo, Region)):
+            if not isinstance(layer, (Yolo, Region, GaussianYolo)):
                 raise TrainingError(f"layer {i} ({self.net.describe(i)}): training this head type is not supported")
             if layer.classes < self.data.classes:
                 raise TrainingError(f"layer {i} ({self.net.describe(i)}) has classes={layer.classes}, "

@@ -179,7 +179,7 @@ def _class_writes(layer, cls_out, cls, weight, multiplier, eps):
     pos, neg = _smoothed_targets(eps) if eps else (1.0, 0.0)
     single = (pos - own) * multiplier
     onehot = torch.nn.functional.one_hot(cls, classes).to(cls_out.dtype)
-    if layer.focal_loss:
+    if getattr(layer, "focal_loss", 0):  # [Gaussian_yolo] has none
         pt = own + 1e-15
         grad = -(1 - pt) * (2 * pt * torch.log(pt) + pt - 1)
         full = (onehot - cls_out) * (FOCAL_ALPHA * grad)[:, None]
