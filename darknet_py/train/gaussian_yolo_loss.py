@@ -16,6 +16,7 @@ on its behalf, an extension of this project.
 """
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 
@@ -27,6 +28,7 @@ from .yolo_alexeyab import MATCH_THRESH, _class_writes, _Write, dx_box_iou, iou_
 
 SIGMA_CONST = 0.3  # added to each sigma in the Gaussian's normaliser
 EPSI = 1e-9  # pow(10, -9) in delta_gaussian_yolo_box
+log = logging.getLogger(__name__)
 CORNER = {"center": 0, "left_top": 1, "right_bottom": -1}  # sign of the half size from x, y to the centre
 
 
@@ -169,6 +171,8 @@ def gaussian_yolo_delta(layer, x, truths, net_w, net_h, label_smoothing=0.0):
     delta[:, :, :8] = torch.where(positives > 0, delta[:, :, :8] / positives.clamp(min=1), delta[:, :, :8])
 
     stats = _stats(x, delta, writes, obj)
+    log.info("Gaussian_yolo class_loss = %.2f, iou_loss = %.2f, uc_loss = %.2f, total_loss = %.2f",
+             stats.class_loss, stats.iou_loss, stats.uc_loss, stats.cost / b)
     if layer.delta_normalizer != 1:
         delta = delta * layer.delta_normalizer
     return delta, stats
