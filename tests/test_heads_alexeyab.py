@@ -788,15 +788,26 @@ def test_bad_options_are_refused_with_their_line(extra, key, tmp_path):
     assert e.value.option == key and e.value.line is not None
 
 
-def test_untrainable_options_are_refused(tmp_path):
-    x = torch.zeros(1, 3, 8, 2, 2)
+def test_resize_and_fractional_random_need_alexeyabs_data_pipeline(tmp_path):
+    """They steer AlexeyAB's data loading (augment_alexeyab.py, multiscale.py), not the deltas:
+    the deltas compute with them; a trainer that would load data pjreddie's way refuses them."""
+    from darknet_py.shapes import generate_shapes
+    from darknet_py.train.trainer import Trainer, TrainingError, TrainOptions
     truths = torch.tensor([[[.25, .25, .5, .5, 0, 1]]])
-    layer = yolo_cfg(tmp_path, extra="resize=1.5").layers[-1]
-    with pytest.raises(DarknetError, match="resize"):
-        head_delta(layer, x, truths, 64, 64, 0)
+    layer = yolo_cfg(tmp_path, extra="resize=1.5\nrandom=1.2").layers[-1]
+    delta, _ = head_delta(layer, torch.zeros(1, 3, 8, 2, 2), truths, 64, 64, 0)
+    assert delta.abs().sum() > 0
     gauss = yolo_cfg(tmp_path, kind="Gaussian_yolo", entries=9, extra="resize=1.5").layers[-1]
-    with pytest.raises(DarknetError, match="Gaussian_yolo.*resize"):
-        head_delta(gauss, torch.zeros(1, 3, 12, 2, 2), truths, 64, 64, 0)
+    delta, _ = head_delta(gauss, torch.zeros(1, 3, 12, 2, 2), truths, 64, 64, 0)
+    assert delta.abs().sum() > 0
+    data = generate_shapes(tmp_path / "shapes", 2, seed=1, size=64)
+    yolo_cfg(tmp_path, classes=5, extra="resize=1.5", size=64)
+    cfg = tmp_path / "head.cfg"
+    cfg.write_text(cfg.read_text().replace("channels=3", "channels=3\nbatch=2\nmax_batches=1"))
+    options = TrainOptions(backup=str(tmp_path / "backup"), workers=0, progress=False)
+    with pytest.raises(TrainingError, match="resize=1.5 and random=0 need AlexeyAB's data pipeline"):
+        Trainer(data, cfg, overrides=["fork=pjreddie"], options=options)
+    Trainer(data, cfg, options=options)  # auto resolves to alexeyab: accepted
 
 
 @pytest.mark.shared

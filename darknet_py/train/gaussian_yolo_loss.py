@@ -22,9 +22,8 @@ from dataclasses import dataclass
 
 import torch
 
-from ..errors import DarknetError
 from .loss import _best_truth, _first_best, _grid, _rank_in_cell, _read_truths, HeadStats, box_iou
-from .yolo_alexeyab import MATCH_THRESH, _class_writes, _Write, dx_box_iou, iou_of, training_problems
+from .yolo_alexeyab import MATCH_THRESH, _class_writes, _Write, dx_box_iou, iou_of
 
 SIGMA_CONST = 0.3  # added to each sigma in the Gaussian's normaliser
 EPSI = 1e-9  # pow(10, -9) in delta_gaussian_yolo_box
@@ -83,9 +82,6 @@ def _box_delta(layer, truth, o, ci, cj, anchor_w, anchor_h, lw, lh, net_w, net_h
 def gaussian_yolo_delta(layer, x, truths, net_w, net_h, label_smoothing=0.0):
     """``(delta, stats)`` of forward_gaussian_yolo_layer for raw ``x`` (batch, n, 9 + classes, h, w).
     ``label_smoothing`` applies only when the cfg sets no ``label_smooth_eps``."""
-    problem = training_problems(layer)
-    if problem:
-        raise DarknetError(f"training this [Gaussian_yolo]: {problem}")
     eps = layer.label_smooth_eps or label_smoothing
     x = x.detach()
     b, n, _, lh, lw = x.shape

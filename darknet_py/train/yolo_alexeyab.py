@@ -21,7 +21,6 @@ import math
 import numpy as np
 import torch
 
-from ..errors import DarknetError
 from .loss import (_best_truth, _first_best, _grid, _rank_in_cell, _read_truths, HeadStats, box_iou)
 
 MATCH_THRESH = 0.25  # compare_yolo_class: a cell "matches" when any class output exceeds this
@@ -190,21 +189,9 @@ def _class_writes(layer, cls_out, cls, weight, multiplier, eps):
     return full * weight[:, None], single * weight, own
 
 
-def training_problems(layer):
-    """Options of an AlexeyAB head that training here does not implement (None when all are)."""
-    if getattr(layer, "resize", 1.0) != 1.0:
-        return f"resize={layer.resize} (AlexeyAB's random resizing augmentation) is not implemented"
-    if layer.random not in (0.0, 1.0):
-        return f"random={layer.random} (AlexeyAB's scale range) is not implemented; use random=1 or 0"
-    return None
-
-
 def yolo_delta_alexeyab(layer, x, truths, net_w, net_h, label_smoothing=0.0):
     """``(delta, stats)`` of AlexeyAB's forward_yolo_layer for raw ``x`` (batch, n, 5 + classes,
     h, w). ``label_smoothing`` applies only when the cfg sets no ``label_smooth_eps``."""
-    problem = training_problems(layer)
-    if problem:
-        raise DarknetError(f"training this [yolo]: {problem}")
     eps = layer.label_smooth_eps or label_smoothing
     x = x.detach()
     b, n, _, lh, lw = x.shape
