@@ -22,8 +22,8 @@ from dataclasses import dataclass
 
 import torch
 
-from .loss import _best_truth, _first_best, _grid, _rank_in_cell, _read_truths, HeadStats, box_iou
-from .yolo_alexeyab import MATCH_THRESH, _class_writes, _Write, dx_box_iou, iou_of
+from .loss import _best_truth, _grid, _rank_in_cell, _read_truths, HeadStats
+from .yolo_alexeyab import MATCH_THRESH, _class_writes, _Write, assigned_anchors, dx_box_iou, iou_of
 
 SIGMA_CONST = 0.3  # added to each sigma in the Gaussian's normaliser
 EPSI = 1e-9  # pow(10, -9) in delta_gaussian_yolo_box
@@ -92,7 +92,6 @@ def gaussian_yolo_delta(layer, x, truths, net_w, net_h, label_smoothing=0.0):
     mult_table = torch.tensor(layer.classes_multipliers or [1.0] * layer.classes, dtype=x.dtype, device=x.device)
     gi, gj = _grid(x)
     obj = out[:, :, 8]
-    total = len(layer.anchors)
     on = layer.obj_normalizer
 
     def writes_at(cb, cn, cj, ci, anchor, truth, cls):
@@ -134,28 +133,7 @@ def gaussian_yolo_delta(layer, x, truths, net_w, net_h, label_smoothing=0.0):
         hit_box = writes_at(hb, hn, hj, hi, mask[hn], t[hb, ht], cls).box
         delta[hb, hn, :8, hj, hi] += hit_box
 
-    # loop 2: each truth at its cell with its best anchor (if masked), then every other masked
-    # anchor whose shape IoU of kind iou_thresh_kind exceeds iou_thresh
-    zero = x.new_zeros(())
-    anchor_w, anchor_h = anchors[:, 0] / net_w, anchors[:, 1] / net_h
-    shape = (zero, zero, t[..., 2, None], t[..., 3, None])
-    best_n = _first_best(box_iou(zero, zero, anchor_w, anchor_h, *shape), valid[..., None])[1]
-    mask_of = [-1] * total
-    for k in reversed(range(n)):  # int_index: the first mask entry naming the anchor
-        mask_of[layer.mask[k]] = k
-    mask_of = torch.tensor(mask_of, device=x.device)
-    every = torch.arange(total, device=x.device)
-    masked = (mask_of >= 0)[None, None, :]
-    best = masked & (every == best_n[..., None])
-    extra = masked & (every != best_n[..., None])
-    if layer.iou_thresh < 1:
-        extra &= iou_of(layer.iou_thresh_kind, (zero, zero, anchor_w, anchor_h), shape) > layer.iou_thresh
-    else:
-        extra = torch.zeros_like(extra)
-    wb, wt, wn = ((best | extra) & valid[..., None]).nonzero(as_tuple=True)
-    order = torch.argsort(((wb * t.shape[1] + wt) * (total + 1) + torch.where(best[wb, wt, wn], 0, wn + 1)),
-                          stable=True)  # Darknet's order: the best anchor first, then the others by index
-    wb, wt, wn = wb[order], wt[order], wn[order]
+    wb, wt, wn, mask_of = assigned_anchors(layer, t, valid, anchors, net_w, net_h)
     sign = CORNER[layer.yolo_point]
     tx, ty = t[wb, wt, 0] - sign * t[wb, wt, 2] / 2, t[wb, wt, 1] - sign * t[wb, wt, 3] / 2
     cells = (wb, mask_of[wn], (ty * lh).long().clamp_(0, lh - 1), (tx * lw).long().clamp_(0, lw - 1))

@@ -189,6 +189,35 @@ def _class_writes(layer, cls_out, cls, weight, multiplier, eps):
     return full * weight[:, None], single * weight, own
 
 
+def assigned_anchors(layer, t, valid, anchors, net_w, net_h):
+    """Loop 2 of forward_yolo_layer (and forward_gaussian_yolo_layer): each truth with its best
+    anchor by shape IoU (if masked), then every other masked anchor whose shape IoU of kind
+    ``iou_thresh_kind`` exceeds ``iou_thresh``. Returns (image, truth, anchor) index tensors in
+    Darknet's order (per truth the best anchor first, then the others by index) and the anchor
+    -> mask-entry table (-1: not in this head's mask)."""
+    total = len(layer.anchors)
+    zero = t.new_zeros(())
+    anchor_w, anchor_h = anchors[:, 0] / net_w, anchors[:, 1] / net_h
+    shape = (zero, zero, t[..., 2, None], t[..., 3, None])
+    best_n = _first_best(box_iou(zero, zero, anchor_w, anchor_h, *shape), valid[..., None])[1]
+    mask_of = [-1] * total
+    for k in reversed(range(len(layer.mask))):  # int_index: the first mask entry naming the anchor
+        mask_of[layer.mask[k]] = k
+    mask_of = torch.tensor(mask_of, device=t.device)
+    every = torch.arange(total, device=t.device)
+    masked = (mask_of >= 0)[None, None, :]
+    best = masked & (every == best_n[..., None])
+    extra = masked & (every != best_n[..., None])
+    if layer.iou_thresh < 1:
+        extra &= iou_of(layer.iou_thresh_kind, (zero, zero, anchor_w, anchor_h), shape) > layer.iou_thresh
+    else:
+        extra = torch.zeros_like(extra)
+    wb, wt, wn = ((best | extra) & valid[..., None]).nonzero(as_tuple=True)
+    order = torch.argsort(((wb * t.shape[1] + wt) * (total + 1) + torch.where(best[wb, wt, wn], 0, wn + 1)),
+                          stable=True)
+    return wb[order], wt[order], wn[order], mask_of
+
+
 def yolo_delta_alexeyab(layer, x, truths, net_w, net_h, label_smoothing=0.0):
     """``(delta, stats)`` of AlexeyAB's forward_yolo_layer for raw ``x`` (batch, n, 5 + classes,
     h, w). ``label_smoothing`` applies only when the cfg sets no ``label_smooth_eps``."""
@@ -202,7 +231,6 @@ def yolo_delta_alexeyab(layer, x, truths, net_w, net_h, label_smoothing=0.0):
     mult_table = torch.tensor(layer.classes_multipliers or [1.0] * layer.classes, dtype=x.dtype, device=x.device)
     gi, gj = _grid(x)
     obj = out[:, :, 4]
-    total = len(layer.anchors)
 
     def writes_at(cb, cn, cj, ci, anchor, truth, cls):
         weight, truth = truth[:, 5], tuple(truth.T[:4])
@@ -245,31 +273,7 @@ def yolo_delta_alexeyab(layer, x, truths, net_w, net_h, label_smoothing=0.0):
         delta[hb, hn, 5:, hj, hi] = full
         delta[hb, hn, :4, hj, hi] += hit.box
 
-    # loop 2: each truth at its cell with its best anchor (if masked), then every other masked
-    # anchor whose shape IoU of kind iou_thresh_kind exceeds iou_thresh
-    zero = x.new_zeros(())
-    anchor_w, anchor_h = anchors[:, 0] / net_w, anchors[:, 1] / net_h
-    shape_iou = box_iou(zero, zero, anchor_w, anchor_h, zero, zero, t[..., 2, None], t[..., 3, None])
-    best_n = _first_best(shape_iou, valid[..., None])[1]
-    mask_of = [-1] * total
-    for k in reversed(range(n)):  # int_index: the first mask entry naming the anchor
-        mask_of[layer.mask[k]] = k
-    mask_of = torch.tensor(mask_of, device=x.device)
-    every = torch.arange(total, device=x.device)
-    masked = (mask_of >= 0)[None, None, :]
-    best = masked & (every == best_n[..., None])
-    extra = masked & (every != best_n[..., None])
-    if layer.iou_thresh < 1:
-        kind_iou = iou_of(layer.iou_thresh_kind, (zero, zero, anchor_w, anchor_h),
-                          (zero, zero, t[..., 2, None], t[..., 3, None]))
-        extra &= kind_iou > layer.iou_thresh
-    else:
-        extra = torch.zeros_like(extra)
-    chosen = (best | extra) & valid[..., None]
-    wb, wt, wn = chosen.nonzero(as_tuple=True)  # (image, truth, anchor) in Darknet's order...
-    order = torch.argsort(((wb * t.shape[1] + wt) * (total + 1) + torch.where(best[wb, wt, wn], 0, wn + 1)),
-                          stable=True)  # ...the best anchor first, then the others by index
-    wb, wt, wn = wb[order], wt[order], wn[order]
+    wb, wt, wn, mask_of = assigned_anchors(layer, t, valid, anchors, net_w, net_h)
     cells = (wb, mask_of[wn], (t[wb, wt, 1] * lh).long().clamp_(0, lh - 1),
              (t[wb, wt, 0] * lw).long().clamp_(0, lw - 1))
     writes = writes_at(*cells, wn, t[wb, wt], tcls[wb, wt])
