@@ -7,27 +7,15 @@ classes...``. The layer has no weights of its own (the conv before it holds them
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from ..registry import LayerSpec, register
-from .heads import read_yolo, scale_xy
+from .heads import AnchorHead, read_yolo, scale_xy
 
 BOX_ENTRIES = 8
 
 
-class GaussianYolo(nn.Module):
-    def __init__(self, n, classes, anchors, mask, settings):
-        super().__init__()
-        self.n, self.classes = n, classes
-        self.anchors = [(anchors[2 * i], anchors[2 * i + 1]) for i in range(len(anchors) // 2)]
-        self.mask = mask
-        for key, value in settings.items():
-            setattr(self, key, value)
-
-    def forward(self, x):
-        b, _, h, w = x.shape
-        x = x.view(b, self.n, BOX_ENTRIES + 1 + self.classes, h, w)
-        return x if self.training else self.activate(x)
+class GaussianYolo(AnchorHead):
+    box_entries = BOX_ENTRIES
 
     def activate(self, x):
         """``l.output`` from the raw (batch, n, 9 + classes, h, w) input."""

@@ -49,9 +49,10 @@ def scale_xy(v, scale_x_y):
     return v * alpha.to(v.dtype) + beta.to(v.dtype)
 
 
-class Yolo(nn.Module):
-    # AlexeyAB's defaults; a pjreddie cfg sets none of them, so its numbers are unchanged
-    scale_x_y, new_coords, nms_kind, beta_nms, alexeyab = 1.0, 0, "default", 0.6, False
+class AnchorHead(nn.Module):
+    """A head over ``n`` masked anchors of ``box_entries + 1 + classes`` channels each: the raw
+    view while training (the deltas read it), ``activate``'s ``l.output`` otherwise."""
+    box_entries = 4
 
     def __init__(self, n, classes, anchors, mask, settings):
         super().__init__()
@@ -63,8 +64,13 @@ class Yolo(nn.Module):
 
     def forward(self, x):
         b, _, h, w = x.shape
-        x = x.view(b, self.n, 5 + self.classes, h, w)
+        x = x.view(b, self.n, self.box_entries + 1 + self.classes, h, w)
         return x if self.training else self.activate(x)
+
+
+class Yolo(AnchorHead):
+    # AlexeyAB's defaults; a pjreddie cfg sets none of them, so its numbers are unchanged
+    scale_x_y, new_coords, nms_kind, beta_nms, alexeyab = 1.0, 0, "default", 0.6, False
 
     def activate(self, x):
         """``l.output`` from the raw (batch, n, 5 + classes, h, w) input."""
