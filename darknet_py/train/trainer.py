@@ -161,11 +161,11 @@ class Trainer:
             layer = self.net.layers[i]
             if not isinstance(layer, (Yolo, Region, GaussianYolo)):
                 raise TrainingError(f"layer {i} ({self.net.describe(i)}): training this head type is not supported")
-            if self.net.fork != "alexeyab" and (getattr(layer, "resize", 1.0) != 1.0
-                                                or getattr(layer, "random", 0) not in (0, 1)):
+            resize = getattr(layer, "resize", 1.0)
+            if self.net.fork != "alexeyab" and (resize != 1.0 or layer.random not in (0, 1)):
                 # AlexeyAB's data pipeline (augment_alexeyab.py, multiscale.py) reads these
-                raise TrainingError(f"layer {i} ({self.net.describe(i)}): resize={getattr(layer, 'resize', 1.0):g} "
-                                    f"and random={layer.random:g} need AlexeyAB's data pipeline; this cfg "
+                raise TrainingError(f"layer {i} ({self.net.describe(i)}): resize={resize:g} and "
+                                    f"random={layer.random:g} need AlexeyAB's data pipeline; this cfg "
                                     f"trains as {self.net.fork}'s (set fork=alexeyab)")
             if layer.classes < self.data.classes:
                 raise TrainingError(f"layer {i} ({self.net.describe(i)}) has classes={layer.classes}, "
