@@ -224,7 +224,7 @@ class Darknet(nn.Module):
     def invalidate_inference_weights(self) -> None:
         for layer in self.layers:
             if hasattr(layer, "prepare_inference"):
-                layer.folded = layer.packed = None
+                layer.folded = layer.packed = layer.winograd = None
         self._prepared = False
 
     def _prepare_inference(self) -> None:

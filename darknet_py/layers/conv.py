@@ -12,6 +12,7 @@ from ..cfg import INT_RANGE
 from ..errors import CfgError
 from ..registry import LayerSpec, Shape, register
 from .base import BatchNormMixin, Blob, refuse_unsupported
+from .winograd import ACTIVATIONS as WINOGRAD_ACTIVATIONS, Winograd, winograd_tile
 
 
 def out_size(section, key, size_in, kernel, stride, padding_total):
@@ -131,7 +132,7 @@ class Convolutional(BatchNormMixin, nn.Module):
             factor = self.scales / self.bn_denominator(self.rolling_variance)
             w, b = w * factor.view(-1, 1, 1, 1), b - self.rolling_mean * factor
         w, b = w.to(dtype).contiguous(memory_format=torch.channels_last), b.to(dtype)
-        self.folded, self.packed = (w, b), None
+        self.folded, self.packed, self.winograd = (w, b), None, {}
         if w.device.type != "cpu" or input_shape is None:
             return
         attr, scalars = ("none", []) if self.bn_apart else _ONEDNN_POSTOPS.get(self.activation.name, ("none", []))
@@ -143,8 +144,32 @@ class Convolutional(BatchNormMixin, nn.Module):
             return
         self.packed = (packed, None if self.bn_apart else b, *geometry, attr, scalars)
 
+    def _winograd_tile(self, x):
+        """Output tile size for Winograd on this input, 0 for direct convolution."""
+        if (self.weights.shape[2:] != (3, 3) or self.stride != (1, 1) or self.dilation != 1
+                or self.padding != 1 or self.groups != 1 or x.device.type != "cpu"
+                or x.dtype != torch.float32 or self.folded[0].dtype != torch.float32
+                or not x.is_contiguous(memory_format=torch.channels_last)):
+            return 0
+        n, c, h, w = x.shape
+        return winograd_tile(c, self.weights.shape[0], h, w, n)
+
+    def _forward_winograd(self, x, m):
+        if m not in self.winograd:
+            self.winograd[m] = Winograd(self.folded[0], m)
+        if self.bn_apart:
+            alpha, beta = (t.reshape(-1).contiguous() for t in self.bn_affine)
+        else:
+            alpha, beta = None, self.folded[1]
+        inside = self.activation.name if self.activation.name in WINOGRAD_ACTIVATIONS else "linear"
+        y = self.winograd[m](x, alpha, beta, inside)
+        return y if inside == self.activation.name else self.activation.inplace(y)
+
     def _forward_inference(self, x):
         w, b = self.folded
+        m = self._winograd_tile(x)
+        if m:
+            return self._forward_winograd(x, m)
         fused = False
         if self.packed is not None and x.dtype == w.dtype and x.device.type == "cpu":
             x = torch.ops.mkldnn._convolution_pointwise(x, *self.packed, "")
@@ -165,7 +190,7 @@ class Convolutional(BatchNormMixin, nn.Module):
         beta = torch.addcmul(self.biases, self.rolling_mean, alpha, value=-1)
         return alpha.view(1, -1, 1, 1), beta.view(1, -1, 1, 1)
 
-    folded = packed = bn_affine = None
+    folded = packed = bn_affine = winograd = None
     bn_apart = False
 
     def _conv(self, x, weights, biases):

@@ -1,0 +1,147 @@
+"""Winograd F(4x4, 3x3) inference convolution (layers/winograd.py, native/winograd.c) against
+``F.conv2d``: odd sizes, channel counts off the kernel's blocks of 16 and 32, both ways of
+splitting the work across threads, the epilogue (bias, batch norm, activations), and the
+fallback to direct convolution when the kernel cannot be built."""
+import math
+import warnings
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from darknet_py import native
+from darknet_py.activations import ACTIVATIONS
+from darknet_py.layers import winograd
+from darknet_py.layers.conv import Convolutional
+
+pytestmark = pytest.mark.skipif(winograd._kernel() is None, reason="no C compiler for the native kernel")
+
+# Rounding only: each output is a sum of 9 C products; the transforms' coefficients (up to 8
+# and 1/24) cost a few bits. Measured worst case over the cases below: 2.1e-5 of max |y|
+# (direct convolution in float32 vs float64: 5e-7). A wrong coefficient or a tile off by one
+# gives errors of order max |y|.
+REL_TOL = 6e-5
+
+
+def reference(x, w, alpha=None, beta=None, activation="linear"):
+    y = F.conv2d(x.double(), w.double(), None, 1, 1)
+    if alpha is not None:
+        y = y * alpha.double().view(1, -1, 1, 1)
+    if beta is not None:
+        y = y + beta.double().view(1, -1, 1, 1)
+    return ACTIVATIONS[activation](y)
+
+
+def case(n, c, k, h, w, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, c, h, w, generator=g).contiguous(memory_format=torch.channels_last)
+    weights = torch.randn(k, c, 3, 3, generator=g) / math.sqrt(9 * c)
+    return x, weights, g
+
+
+def assert_close(y, ref):
+    err = (y.double() - ref).abs().max().item()
+    assert err <= REL_TOL * ref.abs().max().item(), (err, ref.abs().max().item())
+
+
+@pytest.mark.parametrize("m", [2, 4])
+@pytest.mark.parametrize("shape", [
+    (1, 32, 32, 12, 12),    # one tile row per 4 pixels, K one block
+    (1, 40, 70, 13, 17),    # C off 16, K off 32, H and W off the tile size
+    (2, 64, 96, 26, 26),    # batch: tiles cross images
+    (1, 3, 5, 7, 5),        # tiny: fewer pixels than one tile in places
+    (3, 128, 33, 19, 8),
+])
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_matches_direct_convolution(m, shape, threads):
+    n, c, k, h, w = shape
+    x, weights, _ = case(n, c, k, h, w)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        y = winograd.Winograd(weights, m)(x, None, None, "linear")
+    finally:
+        torch.set_num_threads(before)
+    assert y.shape == (n, k, h, w) and y.is_contiguous(memory_format=torch.channels_last)
+    assert_close(y, reference(x, weights))
+
+
+def test_both_ways_of_splitting_the_work():
+    """Few tiles (13 x 13: 16 of them) split the output channels across threads; many split
+    the tiles. Both give the one-thread result."""
+    for h, expect_by_tiles in ((13, False), (52, True)):
+        tiles = (-(-h // 4)) ** 2
+        parts = winograd._split(tiles, 4, 2)
+        assert (parts[0][1] < tiles) == expect_by_tiles
+        x, weights, _ = case(1, 64, 128, h, h, seed=h)
+        before = torch.get_num_threads()
+        torch.set_num_threads(2)
+        try:
+            y = winograd.Winograd(weights, 4)(x, None, None, "linear")
+        finally:
+            torch.set_num_threads(before)
+        assert_close(y, reference(x, weights))
+
+
+@pytest.mark.parametrize("activation", ["linear", "leaky", "relu"])
+def test_epilogue_affine_and_activation(activation):
+    x, weights, g = case(2, 48, 64, 15, 21, seed=3)
+    alpha, beta = torch.rand(64, generator=g) + 0.5, torch.randn(64, generator=g)
+    y = winograd.Winograd(weights, 4)(x, alpha, beta, activation)
+    assert_close(y, reference(x, weights, alpha, beta, activation))
+    y = winograd.Winograd(weights, 4)(x, None, beta, activation)
+    assert_close(y, reference(x, weights, None, beta, activation))
+
+
+@pytest.mark.parametrize("activation", ["leaky", "mish", "logistic", "linear"])
+@pytest.mark.parametrize("batch_normalize", [0, 1])
+def test_convolutional_inference_uses_it_and_agrees_with_training_path(activation, batch_normalize):
+    """A [convolutional] layer's inference path (Winograd for this shape) against its autograd
+    path (``F.conv2d`` and Darknet's batch norm): activations the kernel lacks run after it."""
+    torch.manual_seed(0)
+    layer = Convolutional(64, 64, 3, 1, 1, 1, batch_normalize, activation)
+    layer.reset_parameters()
+    with torch.no_grad():
+        layer.biases.normal_()
+        if batch_normalize:
+            layer.scales.uniform_(0.5, 1.5)
+            layer.rolling_mean.normal_()
+            layer.rolling_variance.uniform_(0.5, 2)
+    x = torch.randn(1, 64, 20, 20).contiguous(memory_format=torch.channels_last)
+    layer.eval()
+    expected = layer(x.clone().requires_grad_()).detach()
+    layer.prepare_inference(torch.float32, fold=False)
+    assert layer._winograd_tile(x) == 4
+    with torch.no_grad():
+        got = layer(x)
+    assert layer.winograd, "the inference pass did not take the Winograd path"
+    assert_close(got, expected.double())
+
+
+def test_switch_off(monkeypatch):
+    monkeypatch.setenv("DARKNET_PY_WINOGRAD", "0")
+    assert winograd.winograd_tile(64, 64, 52, 52) == 0
+    monkeypatch.delenv("DARKNET_PY_WINOGRAD")
+    assert winograd.winograd_tile(64, 64, 52, 52) == 4
+    assert winograd.winograd_tile(16, 64, 52, 52) == 0  # too few channels to pay
+    assert winograd.winograd_tile(64, 64, 8, 52) == 0  # too small a picture
+
+
+def test_no_compiler_falls_back_with_a_warning(monkeypatch, tmp_path):
+    monkeypatch.setattr(native, "_loaded", {})
+    monkeypatch.setenv("DARKNET_PY_CACHE", str(tmp_path))
+    monkeypatch.setenv("CC", str(tmp_path / "no-such-compiler"))
+    with pytest.warns(RuntimeWarning, match="native kernel 'winograd' unavailable"):
+        assert native.load("winograd") is None
+    assert winograd.winograd_tile(64, 64, 52, 52) == 0  # direct convolution instead
+    assert list(tmp_path.iterdir()) == []  # no half-written library left behind
+
+
+def test_build_is_cached(monkeypatch, tmp_path):
+    monkeypatch.setattr(native, "_loaded", {})
+    monkeypatch.setenv("DARKNET_PY_CACHE", str(tmp_path))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        first = native._build("winograd")
+        assert native._build("winograd") == first
+    assert [p.name for p in tmp_path.iterdir()] == [first.name]
