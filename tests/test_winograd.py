@@ -1,7 +1,7 @@
 """Winograd F(4x4, 3x3) inference convolution (layers/winograd.py, native/winograd.c) against
 ``F.conv2d``: odd sizes, channel counts off the kernel's blocks of 16 and 32, both ways of
-splitting the work across threads, the epilogue (bias, batch norm, activations), and the
-fallback to direct convolution when the kernel cannot be built."""
+splitting the work across threads, the epilogue (bias, batch norm, activations), bfloat16 input
+and output, and the fallback to direct convolution when the kernel cannot be built."""
 import math
 import warnings
 
@@ -13,6 +13,7 @@ from darknet_py import native
 from darknet_py.activations import ACTIVATIONS
 from darknet_py.layers import winograd
 from darknet_py.layers.conv import Convolutional
+from darknet_py.registry import Shape
 
 pytestmark = pytest.mark.skipif(winograd._kernel() is None, reason="no C compiler for the native kernel")
 
@@ -44,7 +45,6 @@ def assert_close(y, ref):
     assert err <= REL_TOL * ref.abs().max().item(), (err, ref.abs().max().item())
 
 
-@pytest.mark.parametrize("m", [2, 4])
 @pytest.mark.parametrize("shape", [
     (1, 32, 32, 12, 12),    # one tile row per 4 pixels, K one block
     (1, 40, 70, 13, 17),    # C off 16, K off 32, H and W off the tile size
@@ -53,13 +53,13 @@ def assert_close(y, ref):
     (3, 128, 33, 19, 8),
 ])
 @pytest.mark.parametrize("threads", [1, 2, 3])
-def test_matches_direct_convolution(m, shape, threads):
+def test_matches_direct_convolution(shape, threads):
     n, c, k, h, w = shape
     x, weights, _ = case(n, c, k, h, w)
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        y = winograd.Winograd(weights, m)(x, None, None, "linear")
+        y = winograd.Winograd(weights)(x, None, None, "linear")
     finally:
         torch.set_num_threads(before)
     assert y.shape == (n, k, h, w) and y.is_contiguous(memory_format=torch.channels_last)
@@ -77,7 +77,7 @@ def test_both_ways_of_splitting_the_work():
         before = torch.get_num_threads()
         torch.set_num_threads(2)
         try:
-            y = winograd.Winograd(weights, 4)(x, None, None, "linear")
+            y = winograd.Winograd(weights)(x, None, None, "linear")
         finally:
             torch.set_num_threads(before)
         assert_close(y, reference(x, weights))
@@ -87,9 +87,9 @@ def test_both_ways_of_splitting_the_work():
 def test_epilogue_affine_and_activation(activation):
     x, weights, g = case(2, 48, 64, 15, 21, seed=3)
     alpha, beta = torch.rand(64, generator=g) + 0.5, torch.randn(64, generator=g)
-    y = winograd.Winograd(weights, 4)(x, alpha, beta, activation)
+    y = winograd.Winograd(weights)(x, alpha, beta, activation)
     assert_close(y, reference(x, weights, alpha, beta, activation))
-    y = winograd.Winograd(weights, 4)(x, None, beta, activation)
+    y = winograd.Winograd(weights)(x, None, beta, activation)
     assert_close(y, reference(x, weights, None, beta, activation))
 
 
@@ -110,21 +110,40 @@ def test_convolutional_inference_uses_it_and_agrees_with_training_path(activatio
     x = torch.randn(1, 64, 20, 20).contiguous(memory_format=torch.channels_last)
     layer.eval()
     expected = layer(x.clone().requires_grad_()).detach()
-    layer.prepare_inference(torch.float32, fold=False)
-    assert layer._winograd_tile(x) == 4
+    layer.prepare_inference(torch.float32, fold=False, input_shape=Shape(64, 20, 20))
+    assert layer.winograd is not None and layer.packed is None
     with torch.no_grad():
         got = layer(x)
-    assert layer.winograd, "the inference pass did not take the Winograd path"
     assert_close(got, expected.double())
+    layer.winograd.u.zero_()  # the inference pass must have used these
+    with torch.no_grad():
+        assert not torch.allclose(layer(x), got)
+
+
+def test_bfloat16_input_and_output():
+    """fast precision: bfloat16 in and out, float32 inside; within bfloat16's rounding of the
+    output (2^-8 relative: 8 significant bits) of the float64 convolution of the bfloat16 input."""
+    x, weights, g = case(2, 64, 80, 30, 27, seed=5)
+    x = x.bfloat16().contiguous(memory_format=torch.channels_last)
+    beta = torch.randn(80, generator=g)
+    y = winograd.Winograd(weights, torch.bfloat16)(x, None, beta, "leaky")
+    assert y.dtype == torch.bfloat16 and y.is_contiguous(memory_format=torch.channels_last)
+    ref = reference(x.float(), weights, None, beta, "leaky")
+    err = (y.double() - ref).abs()
+    assert (err <= 2 ** -8 * ref.abs() + REL_TOL * ref.abs().max()).all()
+    # float32 Winograd's own error (1e-5) moves a value across a bfloat16 rounding boundary rarely
+    assert (y == ref.float().bfloat16()).float().mean() > 0.99
 
 
 def test_switch_off(monkeypatch):
     monkeypatch.setenv("DARKNET_PY_WINOGRAD", "0")
-    assert winograd.winograd_tile(64, 64, 52, 52) == 0
+    assert not winograd.use_winograd(64, 64, 52, 52)
     monkeypatch.delenv("DARKNET_PY_WINOGRAD")
-    assert winograd.winograd_tile(64, 64, 52, 52) == 4
-    assert winograd.winograd_tile(16, 64, 52, 52) == 0  # too few channels to pay
-    assert winograd.winograd_tile(64, 64, 8, 52) == 0  # too small a picture
+    assert winograd.use_winograd(64, 64, 52, 52)
+    assert not winograd.use_winograd(16, 64, 52, 52)  # too few channels to pay
+    assert not winograd.use_winograd(64, 64, 8, 52)  # too small a map
+    assert winograd.use_winograd(64, 64, 13, 13) and not winograd.use_winograd(64, 64, 13, 13, torch.bfloat16)
+    assert not winograd.use_winograd(64, 64, 52, 52, torch.float16)
 
 
 def test_no_compiler_falls_back_with_a_warning(monkeypatch, tmp_path):
@@ -133,7 +152,7 @@ def test_no_compiler_falls_back_with_a_warning(monkeypatch, tmp_path):
     monkeypatch.setenv("CC", str(tmp_path / "no-such-compiler"))
     with pytest.warns(RuntimeWarning, match="native kernel 'winograd' unavailable"):
         assert native.load("winograd") is None
-    assert winograd.winograd_tile(64, 64, 52, 52) == 0  # direct convolution instead
+    assert not winograd.use_winograd(64, 64, 52, 52)  # direct convolution instead
     assert list(tmp_path.iterdir()) == []  # no half-written library left behind
 
 

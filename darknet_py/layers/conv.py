@@ -12,7 +12,7 @@ from ..cfg import INT_RANGE
 from ..errors import CfgError
 from ..registry import LayerSpec, Shape, register
 from .base import BatchNormMixin, Blob, refuse_unsupported
-from .winograd import ACTIVATIONS as WINOGRAD_ACTIVATIONS, Winograd, winograd_tile
+from .winograd import ACTIVATIONS as WINOGRAD_ACTIVATIONS, Winograd, use_winograd
 
 
 def out_size(section, key, size_in, kernel, stride, padding_total):
@@ -122,18 +122,25 @@ class Convolutional(BatchNormMixin, nn.Module):
     @torch.no_grad()
     def prepare_inference(self, dtype, fold: bool, input_shape=None):
         """Inference copies of the weights, apart from the parameters (which ``blobs`` and
-        saving still use): channels-last in ``dtype``, batch norm folded in when ``fold``, and on
-        the CPU prepacked for oneDNN with bias and activation fused where nothing sits between
-        them, when this PyTorch build offers that (private) operator."""
+        saving still use): channels-last in ``dtype``, batch norm folded in when ``fold``; on
+        the CPU either Winograd's transformed weights (3x3 stride-1 layers where
+        ``use_winograd`` says it pays) or weights prepacked for oneDNN with bias and activation
+        fused where nothing sits between them, when this PyTorch build offers that (private)
+        operator."""
         w, b = self.weights, self.biases
         self.bn_apart = self.batch_normalize and not fold
         self.bn_affine = self._bn_affine() if self.bn_apart else None
         if self.batch_normalize and fold:
             factor = self.scales / self.bn_denominator(self.rolling_variance)
             w, b = w * factor.view(-1, 1, 1, 1), b - self.rolling_mean * factor
+        self.winograd = None
+        if input_shape is not None and self._use_winograd(input_shape.c, input_shape.h, input_shape.w, dtype):
+            self.winograd = Winograd(w, dtype)  # from the float32 weights
+            affine = (t.reshape(-1).float().contiguous() for t in self.bn_affine) if self.bn_apart else (None, b.float())
+            self.winograd_affine = tuple(affine)
         w, b = w.to(dtype).contiguous(memory_format=torch.channels_last), b.to(dtype)
-        self.folded, self.packed, self.winograd = (w, b), None, {}
-        if w.device.type != "cpu" or input_shape is None:
+        self.folded, self.packed = (w, b), None
+        if w.device.type != "cpu" or input_shape is None or self.winograd is not None:
             return
         attr, scalars = ("none", []) if self.bn_apart else _ONEDNN_POSTOPS.get(self.activation.name, ("none", []))
         geometry = ([self.padding] * 2, list(self.stride), [self.dilation] * 2, self.groups)
@@ -144,32 +151,20 @@ class Convolutional(BatchNormMixin, nn.Module):
             return
         self.packed = (packed, None if self.bn_apart else b, *geometry, attr, scalars)
 
-    def _winograd_tile(self, x):
-        """Output tile size for Winograd on this input, 0 for direct convolution."""
-        if (self.weights.shape[2:] != (3, 3) or self.stride != (1, 1) or self.dilation != 1
-                or self.padding != 1 or self.groups != 1 or x.device.type != "cpu"
-                or x.dtype != torch.float32 or self.folded[0].dtype != torch.float32
-                or not x.is_contiguous(memory_format=torch.channels_last)):
-            return 0
-        n, c, h, w = x.shape
-        return winograd_tile(c, self.weights.shape[0], h, w, n)
-
-    def _forward_winograd(self, x, m):
-        if m not in self.winograd:
-            self.winograd[m] = Winograd(self.folded[0], m)
-        if self.bn_apart:
-            alpha, beta = (t.reshape(-1).contiguous() for t in self.bn_affine)
-        else:
-            alpha, beta = None, self.folded[1]
-        inside = self.activation.name if self.activation.name in WINOGRAD_ACTIVATIONS else "linear"
-        y = self.winograd[m](x, alpha, beta, inside)
-        return y if inside == self.activation.name else self.activation.inplace(y)
+    def _use_winograd(self, c, h, w, dtype):
+        """Whether this layer, on a (c, h, w) input of ``dtype``, runs as Winograd."""
+        return (self.weights.shape[2:] == (3, 3) and self.stride == (1, 1) and self.dilation == 1
+                and self.padding == 1 and self.groups == 1 and self.blur is None
+                and self.weights.device.type == "cpu" and use_winograd(c, self.weights.shape[0], h, w, dtype))
 
     def _forward_inference(self, x):
+        if (self.winograd is not None and x.dtype == self.winograd.dtype and x.device.type == "cpu"
+                and x.is_contiguous(memory_format=torch.channels_last)
+                and self._use_winograd(x.shape[1], x.shape[2], x.shape[3], x.dtype)):
+            inside = self.activation.name if self.activation.name in WINOGRAD_ACTIVATIONS else "linear"
+            y = self.winograd(x, *self.winograd_affine, inside)
+            return y if inside == self.activation.name else self.activation.inplace(y)
         w, b = self.folded
-        m = self._winograd_tile(x)
-        if m:
-            return self._forward_winograd(x, m)
         fused = False
         if self.packed is not None and x.dtype == w.dtype and x.device.type == "cpu":
             x = torch.ops.mkldnn._convolution_pointwise(x, *self.packed, "")
@@ -190,7 +185,7 @@ class Convolutional(BatchNormMixin, nn.Module):
         beta = torch.addcmul(self.biases, self.rolling_mean, alpha, value=-1)
         return alpha.view(1, -1, 1, 1), beta.view(1, -1, 1, 1)
 
-    folded = packed = bn_affine = winograd = None
+    folded = packed = bn_affine = winograd = winograd_affine = None
     bn_apart = False
 
     def _conv(self, x, weights, biases):

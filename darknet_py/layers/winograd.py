@@ -1,15 +1,18 @@
-"""Winograd F(m x m, 3 x 3) convolution for CPU inference (Lavin & Gray, 2016).
+"""Winograd F(4x4, 3x3) convolution for CPU inference (Lavin & Gray, 2016).
 
-A 3x3, stride-1, padding-1 convolution done as ``A^T [(G w G^T) . (B^T d B)] A`` over
-(m + 2)-square input tiles: the multiplications become (m + 2)^2 small matrix products with
-9 m^2 / (m + 2)^2 of direct convolution's work (1/2.25 for m = 2, 1/4 for m = 4). OpenCV DNN,
-our speed peer, does the same; oneDNN in PyTorch offers only direct convolution on the CPU.
+A 3x3, stride-1, padding-1 convolution done as ``A^T [(G w G^T) . (B^T d B)] A`` over 6 x 6
+input tiles: the multiplications become 36 small matrix products with 1/4 of direct
+convolution's work. OpenCV DNN, our speed peer, does the same; oneDNN in PyTorch offers only
+direct convolution on the CPU.
 
-Done by ``native/winograd.c``, one call per thread, each on its own tiles or output channels
-so that a group of tiles stays in one core's caches from input transform to output (the same
-pipeline written as separate ATen operators was no faster than oneDNN on two cores: every
-stage re-partitions the data across cores). Float32 results differ from direct convolution by
-rounding only (``tests/test_winograd.py`` bounds it against ``F.conv2d``).
+Done by ``native/winograd.c``, one OpenMP part per thread, each on its own tiles or output
+channels, so that a group of tiles stays in one core's caches from input transform to output
+(the same pipeline written as separate ATen operators was no faster than oneDNN on two cores:
+every stage re-partitions the data across cores). Float32 results differ from direct
+convolution by rounding only (``tests/test_winograd.py`` bounds it against ``F.conv2d``). For
+``fast`` precision the kernel reads and writes bfloat16 but computes in float32: bfloat16
+products would cost F(4x4) a 7% error (1/20 of max |y|), and float32 Winograd is still faster
+than oneDNN's bfloat16 direct convolution on the larger maps.
 """
 from __future__ import annotations
 
@@ -21,28 +24,31 @@ import torch
 
 from .. import native
 
-# Lavin's transforms: interpolation points 0, -1, 1 (m = 2) and 0, +-1, +-2 (m = 4), plus infinity.
-_G = {2: [[1, 0, 0], [1 / 2, 1 / 2, 1 / 2], [1 / 2, -1 / 2, 1 / 2], [0, 0, 1]],
-      4: [[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
-          [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]]}
+# Lavin's G for interpolation points 0, +-1, +-2 and infinity (native/winograd.c has B^T and A^T).
+_G = [[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
+      [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]]
+TILE = 4  # output pixels per tile side
 BLOCK = 32  # output channels per kernel block (native/winograd.c's KB)
 ACTIVATIONS = {"linear": 0, "leaky": 1, "relu": 2}  # done inside the kernel; others after it
 _GROUP_FLOATS = 1 << 18  # a tile group's transformed input: about 1 MB, one core's L2
+# Smallest side worth it: float32 pays from 12 x 12 (yolov3's 13 x 13 maps); bfloat16 I/O
+# against oneDNN's bfloat16 direct convolution (twice float32's speed) from 24 x 24.
+MIN_SIDE = {torch.float32: 12, torch.bfloat16: 24}
 
 
-def winograd_tile(c: int, n: int, h: int, w: int, batch: int = 1) -> int:
-    """The output tile size m for a 3x3 stride-1 convolution of ``c`` -> ``n`` channels on
-    ``batch`` x ``h`` x ``w``, or 0 for direct convolution (also when the kernel is unavailable).
-    Winograd pays where the products are large (enough channels) and the picture is not so
-    small that padding tiles waste the saving."""
-    if os.environ.get("DARKNET_PY_WINOGRAD", "1") == "0" or min(c, n) < 32 or min(h, w) < 12:
-        return 0
-    return 4 if _kernel() is not None else 0
+def use_winograd(c: int, n: int, h: int, w: int, dtype=torch.float32) -> bool:
+    """Whether a 3x3 stride-1 convolution of ``c`` -> ``n`` channels on ``h`` x ``w`` in
+    ``dtype`` is faster as Winograd (never when the kernel could not be built, or when
+    ``DARKNET_PY_WINOGRAD=0``): where the products are large (enough channels) and the map is
+    not so small that padding tiles waste the saving (``benchmarks/winograd_layers.py``)."""
+    if os.environ.get("DARKNET_PY_WINOGRAD", "1") == "0" or dtype not in MIN_SIDE:
+        return False
+    return min(c, n) >= 32 and min(h, w) >= MIN_SIDE[dtype] and _kernel() is not None
 
 
-_ARGTYPES = [ctypes.c_int, ctypes.c_void_p, *[ctypes.c_int] * 4, ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p,
-             ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int, ctypes.c_int,
-             ctypes.c_void_p, ctypes.c_long]
+_ARGTYPES = [ctypes.c_int, ctypes.c_void_p, *[ctypes.c_int] * 4, ctypes.c_void_p, ctypes.c_int,
+             ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int,
+             ctypes.c_int, ctypes.c_void_p, ctypes.c_long]
 
 
 def _kernel():
@@ -53,36 +59,38 @@ def _kernel():
 
 
 class Winograd:
-    """One layer's transformed weights, packed for the kernel: ``[(m+2)^2][K / 32][C][32]``."""
+    """One layer's transformed weights ``G w G^T``, computed in float64 and packed for the
+    kernel as float32 ``[36][K / 32][C][32]``; ``dtype`` is that of the layer's input and output."""
 
-    def __init__(self, weights: torch.Tensor, m: int):
-        g = torch.tensor(_G[m], dtype=torch.float64)
+    def __init__(self, weights: torch.Tensor, dtype=torch.float32):
+        g = torch.tensor(_G, dtype=torch.float64)
         k, c = weights.shape[:2]
-        a = m + 2
-        u = torch.einsum("ik,nckl,jl->ijcn", g, weights.detach().double().cpu(), g).reshape(a * a, c, k)
+        u = torch.einsum("ik,nckl,jl->ijcn", g, weights.detach().double().cpu(), g).reshape(36, c, k)
         blocks = -(-k // BLOCK)
-        u = torch.nn.functional.pad(u, (0, blocks * BLOCK - k)).view(a * a, c, blocks, BLOCK)
-        self.m, self.k, self.blocks = m, k, blocks
-        self.u = u.permute(0, 2, 1, 3).contiguous().float()
+        u = torch.nn.functional.pad(u, (0, blocks * BLOCK - k)).view(36, c, blocks, BLOCK)
+        self.u = u.permute(0, 2, 1, 3).float().contiguous()
+        self.k, self.c, self.blocks, self.dtype = k, c, blocks, dtype
 
     def __call__(self, x: torch.Tensor, alpha, beta, activation: str) -> torch.Tensor:
-        """``act(conv(x) * alpha + beta)`` for channels-last float32 ``x`` (N, C, H, W);
-        ``alpha``/``beta`` per output channel or None; ``activation`` one of ACTIVATIONS."""
+        """``act(conv(x) * alpha + beta)`` for channels-last ``x`` (N, C, H, W) of ``dtype``;
+        ``alpha``/``beta`` float32 per output channel or None; ``activation`` one of ACTIVATIONS."""
         n, c, h, w = x.shape
-        m, a = self.m, self.m + 2
-        tiles = n * -(-h // m) * -(-w // m)
-        y = torch.empty(n, h, w, self.k)
+        if c != self.c or x.dtype != self.dtype or not x.is_contiguous(memory_format=torch.channels_last):
+            raise ValueError(f"Winograd for channels-last {self.dtype} with {self.c} channels, got "
+                             f"{tuple(x.shape)} {x.dtype}")
+        for t in (alpha, beta):
+            if t is not None and not (t.is_contiguous() and t.dtype == torch.float32 and t.numel() == self.k):
+                raise ValueError(f"alpha and beta must be {self.k} contiguous float32 values")
+        tiles = n * -(-h // TILE) * -(-w // TILE)
+        y = torch.empty(n, h, w, self.k, dtype=self.dtype)
         parts = _split(tiles, self.blocks, max(1, torch.get_num_threads()))
-        group = max(12, min(96, _GROUP_FLOATS // (a * a * c)) // 12 * 12)
-        per = a * a * group * (c + BLOCK)
+        group = max(12, min(96, _GROUP_FLOATS // (36 * c)) // 12 * 12)
+        per = 36 * group * (c + BLOCK)
         scratch = _scratch(len(parts) * per)
-        tensors = [x.permute(0, 2, 3, 1), self.u, alpha, beta, y]
-        for t in tensors:
-            assert t is None or (t.is_contiguous() and t.dtype == torch.float32)
-        x_, u, alpha_, beta_, y_ = (None if t is None else t.data_ptr() for t in tensors)
+        x_, u, alpha_, beta_, y_ = (None if t is None else t.data_ptr() for t in (x, self.u, alpha, beta, y))
         table = (ctypes.c_int * (4 * len(parts)))(*(v for part in parts for v in part))
-        _kernel().winograd(m, x_, n, h, w, c, u, self.k, alpha_, beta_, ACTIVATIONS[activation], y_,
-                           table, len(parts), group, scratch.data_ptr(), per)
+        _kernel().winograd(self.dtype == torch.bfloat16, x_, n, h, w, c, u, self.k, alpha_, beta_,
+                           ACTIVATIONS[activation], y_, table, len(parts), group, scratch.data_ptr(), per)
         return y.permute(0, 3, 1, 2)
 
 

@@ -1,15 +1,20 @@
-/* Winograd F(m x m, 3 x 3) convolution, stride 1, padding 1, float32, channels-last.
+/* Winograd F(4 x 4, 3 x 3) convolution, stride 1, padding 1, float32, channels-last.
  *
  * One call computes the tiles [t0, t1) and the 32-channel output blocks [kb0, kb1) of
  *   y[b, oy, ox, k] = act(alpha[k] * sum_{c, i, j} x[b, oy + i - 1, ox + j - 1, c] w[k, c, i, j] + beta[k])
  * (alpha NULL: 1), everything for a group of tiles staying in this core's caches: the input
- * transform of the group (all channels), then per output block the (m + 2)^2 small matrix
+ * transform of the group (all channels), then per output block the 36 small matrix
  * products and the output transform. Python runs one call per thread on disjoint parts.
  *
- * u is the transformed weight, packed as [A * A][ceil(K / 32)][C][32] (zeros past K).
- * scratch holds A * A * group * C + A * A * group * 32 floats.
+ * u is the transformed weight, packed as [36][ceil(K / 32)][C][32] (zeros past K).
+ * scratch holds 36 * group * C + 36 * group * 32 floats.
+ *
+ * With bf16 set (fast precision), x and y are bfloat16; everything in between is float32 (the
+ * products too: in bfloat16 the transforms' coefficients would cost F(4x4) a 7% error) and y is
+ * rounded to nearest even, as PyTorch rounds.
  */
 #include <stddef.h>
+#include <stdint.h>
 #include <string.h>
 #if defined(__AVX512F__)
 #include <immintrin.h>
@@ -18,28 +23,44 @@
 #define KB 32   /* output channels per block: two 16-float vectors */
 #define ROWS 12 /* tiles per register block: 12 x 2 accumulators */
 
+#define M 4   /* output tile: M x M pixels from an A x A input tile */
+#define A 6
+
 enum { ACT_LINEAR = 0, ACT_LEAKY = 1, ACT_RELU = 2 };
 
-static const float BT2[4][4] = {{1, 0, -1, 0}, {0, 1, 1, 0}, {0, -1, 1, 0}, {0, 1, 0, -1}};
-static const float AT2[2][4] = {{1, 1, 1, 0}, {0, 1, -1, -1}};
+/* Lavin's transforms for interpolation points 0, +-1, +-2 and infinity. */
 static const float BT4[6][6] = {{4, 0, -5, 0, 1, 0}, {0, -4, -4, 1, 1, 0}, {0, 4, -4, -1, 1, 0},
                                 {0, -2, -1, 2, 1, 0}, {0, 2, -1, -2, 1, 0}, {0, 4, 0, -5, 0, 1}};
 static const float AT4[4][6] = {{1, 1, 1, 1, 1, 0}, {0, 1, -1, 2, -2, 0},
                                 {0, 1, 1, 4, 4, 0}, {0, 1, -1, 8, -8, 1}};
 
-/* V[ab][t][c] = (B^T d B)[a][b] for the tiles of a group, 16 channels at a time. */
-static inline __attribute__((always_inline)) void input_transform(
-    int M, const float *x, int h, int w, int c, int th, int tw, int t0, int count, float *v)
+static inline float from_bf16(uint16_t v)
 {
-    const int A = M + 2;
-    const float (*bt)[6] = NULL;
-    const float (*bt2)[4] = NULL;
-    if (M == 4) bt = BT4; else bt2 = BT2;
+    uint32_t bits = (uint32_t)v << 16;
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    return f;
+}
+
+static inline uint16_t to_bf16(float f) /* round to nearest even, as PyTorch */
+{
+    uint32_t bits;
+    memcpy(&bits, &f, sizeof bits);
+    return (uint16_t)((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16);
+}
+
+/* V[ab][t][c] = (B^T d B)[a][b] for the tiles of a group, 16 channels at a time (bf16: x is
+ * bfloat16). */
+static inline __attribute__((always_inline)) void input_transform(
+    int bf16, const void *x_, int h, int w, int c, int th, int tw, int t0, int count, float *v)
+{
+    const float *xf = x_;
+    const uint16_t *xh = x_;
     for (int t = 0; t < count; t++) {
         int tile = t0 + t;
         int b = tile / (th * tw), rest = tile % (th * tw);
         int y0 = (rest / tw) * M - 1, x0 = (rest % tw) * M - 1;
-        const float *img = x + (size_t)b * h * w * c;
+        size_t img = (size_t)b * h * w * c;
         for (int c0 = 0; c0 < c; c0 += 16) {
             int lanes = c - c0 < 16 ? c - c0 : 16;
             float d[6][6][16], r[6][6][16];
@@ -49,11 +70,13 @@ static inline __attribute__((always_inline)) void input_transform(
                     if (yy < 0 || yy >= h || xx < 0 || xx >= w) {
                         for (int l = 0; l < 16; l++) d[i][j][l] = 0;
                     } else {
-                        const float *p = img + ((size_t)yy * w + xx) * c + c0;
-                        if (lanes == 16)
-                            for (int l = 0; l < 16; l++) d[i][j][l] = p[l];
+                        size_t at = img + ((size_t)yy * w + xx) * c + c0;
+                        if (bf16)
+                            for (int l = 0; l < 16; l++) d[i][j][l] = l < lanes ? from_bf16(xh[at + l]) : 0;
+                        else if (lanes == 16)
+                            for (int l = 0; l < 16; l++) d[i][j][l] = xf[at + l];
                         else
-                            for (int l = 0; l < 16; l++) d[i][j][l] = l < lanes ? p[l] : 0;
+                            for (int l = 0; l < 16; l++) d[i][j][l] = l < lanes ? xf[at + l] : 0;
                     }
                 }
             /* r = B^T d, then V = r B */
@@ -64,7 +87,7 @@ static inline __attribute__((always_inline)) void input_transform(
                     float s[16] = {0};
 #pragma GCC unroll 6
                     for (int i = 0; i < A; i++) {
-                        float f = M == 4 ? bt[a][i] : bt2[a][i];
+                        float f = BT4[a][i];
                         if (f != 0)
                             for (int l = 0; l < 16; l++) s[l] += f * d[i][j][l];
                     }
@@ -77,7 +100,7 @@ static inline __attribute__((always_inline)) void input_transform(
                     float s[16] = {0};
 #pragma GCC unroll 6
                     for (int j = 0; j < A; j++) {
-                        float f = M == 4 ? bt[bb][j] : bt2[bb][j];
+                        float f = BT4[bb][j];
                         if (f != 0)
                             for (int l = 0; l < 16; l++) s[l] += f * r[a][j][l];
                     }
@@ -141,10 +164,11 @@ static inline float activate(float x, int act)
 
 /* y tiles from P[ab][t][0:32] = (A^T P A), with the per-channel affine and activation. */
 static inline __attribute__((always_inline)) void output_transform(
-    int M, const float *p, int count, int t0, int th, int tw, int h, int w, int k, int k0,
-    const float *alpha, const float *beta, int act, float *y)
+    int bf16, const float *p, int count, int t0, int th, int tw, int h, int w, int k, int k0,
+    const float *alpha, const float *beta, int act, void *y_)
 {
-    const int A = M + 2;
+    float *yf = y_;
+    uint16_t *yh = y_;
     int lanes = k - k0 < KB ? k - k0 : KB;
     float al[KB], be[KB];
     for (int l = 0; l < KB; l++) {
@@ -163,7 +187,7 @@ static inline __attribute__((always_inline)) void output_transform(
                 float s[KB] = {0};
 #pragma GCC unroll 6
                 for (int i = 0; i < A; i++) {
-                    float f = M == 4 ? AT4[a][i] : AT2[a][i];
+                    float f = AT4[a][i];
                     if (f != 0) {
                         const float *src = p + ((size_t)(i * A + j) * count + t) * KB;
                         for (int l = 0; l < KB; l++) s[l] += f * src[l];
@@ -178,48 +202,47 @@ static inline __attribute__((always_inline)) void output_transform(
                 float s[KB] = {0};
 #pragma GCC unroll 6
                 for (int j = 0; j < A; j++) {
-                    float f = M == 4 ? AT4[bb][j] : AT2[bb][j];
+                    float f = AT4[bb][j];
                     if (f != 0)
                         for (int l = 0; l < KB; l++) s[l] += f * r[a][j][l];
                 }
                 int yy = oy + a, xx = ox + bb;
                 if (yy >= h || xx >= w) continue;
-                float *dst = y + (((size_t)b * h + yy) * w + xx) * k + k0;
+                size_t at = (((size_t)b * h + yy) * w + xx) * k + k0;
                 if (alpha)
                     for (int l = 0; l < KB; l++) s[l] = s[l] * al[l] + be[l];
                 else
                     for (int l = 0; l < KB; l++) s[l] = s[l] + be[l];
                 for (int l = 0; l < KB; l++) s[l] = activate(s[l], act);
-                if (lanes == KB)
-                    memcpy(dst, s, sizeof s);
+                if (bf16)
+                    for (int l = 0; l < lanes; l++) yh[at + l] = to_bf16(s[l]);
                 else
-                    memcpy(dst, s, lanes * sizeof(float));
+                    memcpy(yf + at, s, lanes * sizeof(float));
             }
     }
 }
 
 static inline __attribute__((always_inline)) void run(
-    int M, const float *x, int n, int h, int w, int c, const float *u, int k,
-    const float *alpha, const float *beta, int act, float *y,
+    int bf16, const void *x, int h, int w, int c, const float *u, int k,
+    const float *alpha, const float *beta, int act, void *y,
     int t0, int t1, int kb0, int kb1, int group, float *scratch)
 {
-    const int A = M + 2;
+    const int blocks = (k + KB - 1) / KB;
     int th = (h + M - 1) / M, tw = (w + M - 1) / M;
-    (void)n;
     float *v = scratch, *p = scratch + (size_t)A * A * group * c;
     for (int g0 = t0; g0 < t1; g0 += group) {
         int count = t1 - g0 < group ? t1 - g0 : group;
-        input_transform(M, x, h, w, c, th, tw, g0, count, v);
+        input_transform(bf16, x, h, w, c, th, tw, g0, count, v);
         for (int kb = kb0; kb < kb1; kb++) {
             for (int ab = 0; ab < A * A; ab++) {
-                const float *ub = u + ((size_t)ab * ((k + KB - 1) / KB) + kb) * c * KB;
+                const float *ub = u + ((size_t)ab * blocks + kb) * c * KB;
                 const float *vb = v + (size_t)ab * count * c;
                 float *pb = p + (size_t)ab * count * KB;
                 for (int r0 = 0; r0 < count; r0 += ROWS)
                     product_block(vb + (size_t)r0 * c, count - r0 < ROWS ? count - r0 : ROWS, c, ub,
                                   pb + (size_t)r0 * KB);
             }
-            output_transform(M, p, count, g0, th, tw, h, w, k, kb * KB, alpha, beta, act, y);
+            output_transform(bf16, p, count, g0, th, tw, h, w, k, kb * KB, alpha, beta, act, y);
         }
     }
 }
@@ -227,23 +250,17 @@ static inline __attribute__((always_inline)) void run(
 /* parts: nparts x (t0, t1, kb0, kb1); each part runs on its own OpenMP thread with its own
  * `per` floats of scratch. With torch loaded first, libgomp is torch's, so these are the same
  * threads oneDNN uses (a second pool would spin against them for the cores). */
-static void run_parts(int M, const float *x, int n, int h, int w, int c, const float *u, int k,
-                      const float *alpha, const float *beta, int act, float *y,
-                      const int *parts, int nparts, int group, float *scratch, long per)
-{
-#pragma omp parallel for num_threads(nparts) schedule(static, 1)
-    for (int i = 0; i < nparts; i++) {
-        const int *p = parts + 4 * i;
-        if (M == 4)
-            run(4, x, n, h, w, c, u, k, alpha, beta, act, y, p[0], p[1], p[2], p[3], group, scratch + i * per);
-        else
-            run(2, x, n, h, w, c, u, k, alpha, beta, act, y, p[0], p[1], p[2], p[3], group, scratch + i * per);
-    }
-}
-
-void winograd(int m, const float *x, int n, int h, int w, int c, const float *u, int k,
-              const float *alpha, const float *beta, int act, float *y,
+void winograd(int bf16, const void *x, int n, int h, int w, int c, const float *u, int k,
+              const float *alpha, const float *beta, int act, void *y,
               const int *parts, int nparts, int group, float *scratch, long per)
 {
-    run_parts(m, x, n, h, w, c, u, k, alpha, beta, act, y, parts, nparts, group, scratch, per);
+    (void)n;
+#pragma omp parallel for num_threads(nparts) schedule(static, 1)
+    for (int i = 0; i < nparts; i++) {
+        const int *q = parts + 4 * i;
+        if (bf16)
+            run(1, x, h, w, c, u, k, alpha, beta, act, y, q[0], q[1], q[2], q[3], group, scratch + i * per);
+        else
+            run(0, x, h, w, c, u, k, alpha, beta, act, y, q[0], q[1], q[2], q[3], group, scratch + i * per);
+    }
 }
