@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -136,9 +137,7 @@ def check_budget(net: "Darknet", images: int, copies: int, size=None) -> None:
     ``copies`` times (training: value, gradient and momentum or a saved intermediate), at
     ``size`` (width, height; activations scale with the area) or the cfg's own."""
     area = 1.0 if size is None else max(1.0, size[0] * size[1] / (net.net.width * net.net.height))
-    need = Need(net.net_input_shape.numel)
-    for spec in net.specs:
-        need.add(spec)
+    need = net.need()
     activations = int(need.activations * area) * images
     total = 4 * copies * (need.params + activations)
     if total > net.max_bytes:
@@ -227,15 +226,27 @@ class Darknet(nn.Module):
                 layer.folded = layer.packed = layer.winograd = None
         self._prepared = False
 
+    def need(self) -> Need:
+        """What the plan holds for one image (parameters, activations, workspace)."""
+        need = Need(self.net_input_shape.numel)
+        for spec in self.specs:
+            need.add(spec)
+        return need
+
     def _prepare_inference(self) -> None:
         self.fast_dtype = self._fast_dtype() if self.precision == "fast" else torch.float32
         on_cpu = next(self.parameters(), torch.empty(0)).device.type == "cpu"
         if self.precision == "fast" or on_cpu:
-            for i, layer in enumerate(self.layers):
-                if hasattr(layer, "prepare_inference"):
-                    source = self.sources[i][0]
-                    layer.prepare_inference(self.fast_dtype, self.precision == "fast",
-                                            self.net_input_shape if source < 0 else self.specs[source].out)
+            inputs = [self.net_input_shape if src[0] < 0 else self.specs[src[0]].out for src in self.sources]
+            preparing = [(layer, shape) for layer, shape in zip(self.layers, inputs) if hasattr(layer, "prepare_inference")]
+            transformed = sum(layer.winograd_bytes(shape, self.fast_dtype) for layer, shape in preparing)
+            winograd = self.need().bytes + transformed <= self.max_bytes
+            if not winograd:
+                warnings.warn(f"{self.cfg_file}: Winograd's transformed weights ({transformed / 2**20:.0f} MiB) "
+                              f"would go {_over_budget(self.max_bytes)}; using direct convolution",
+                              RuntimeWarning, stacklevel=3)
+            for layer, shape in preparing:
+                layer.prepare_inference(self.fast_dtype, self.precision == "fast", shape, winograd=winograd)
         self._prepared = True
 
     def train(self, mode: bool = True) -> "Darknet":

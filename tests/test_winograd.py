@@ -9,11 +9,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import darknet_py
 from darknet_py import native
 from darknet_py.activations import ACTIVATIONS
 from darknet_py.layers import winograd
 from darknet_py.layers.conv import Convolutional
 from darknet_py.registry import Shape
+
+from conftest import CFG
 
 pytestmark = pytest.mark.skipif(winograd._kernel() is None, reason="no C compiler for the native kernel")
 
@@ -164,3 +167,37 @@ def test_build_is_cached(monkeypatch, tmp_path):
         first = native._build("winograd")
         assert native._build("winograd") == first
     assert [p.name for p in tmp_path.iterdir()] == [first.name]
+
+
+def test_thread_count_does_not_change_the_result():
+    """Each output's arithmetic is the same however the work is split: bit-identical."""
+    x, weights, _ = case(2, 64, 96, 30, 22, seed=7)
+    winograd_conv = winograd.Winograd(weights)
+    before = torch.get_num_threads()
+    results = []
+    try:
+        for threads in (1, 2, 3):
+            torch.set_num_threads(threads)
+            results.append(winograd_conv(x, None, None, "leaky"))
+    finally:
+        torch.set_num_threads(before)
+    assert all(torch.equal(results[0], r) for r in results[1:])
+
+
+def test_memory_budget_leaves_the_transformed_weights_out(weights_for):
+    """Winograd's weights are 4 x the layer's: counted against the budget before they are
+    made; a network that fits only without them runs by direct convolution, with a warning."""
+    path = weights_for("yolov3-tiny.cfg", seed=2)
+    roomy = darknet_py.load(CFG / "yolov3-tiny.cfg", path)
+    tight = darknet_py.load(CFG / "yolov3-tiny.cfg", path, max_bytes=roomy.need().bytes + 2**20)
+    x = torch.rand(1, 3, 416, 416)
+    with torch.no_grad():
+        expected = roomy(x)
+        with pytest.warns(RuntimeWarning, match="Winograd's transformed weights"):
+            got = tight(x)
+
+    def transformed(net):
+        return [m for m in net.modules() if isinstance(m, Convolutional) and m.winograd is not None]
+    assert transformed(roomy) and not transformed(tight)
+    for a, b in zip(expected, got):
+        assert torch.allclose(a, b, atol=1e-4)

@@ -85,11 +85,14 @@ class ASFF(nn.Module):
         for conv in self.convs():
             conv.reset_parameters()
 
-    def prepare_inference(self, dtype, fold, input_shape=None):
+    def prepare_inference(self, dtype, fold, input_shape=None, winograd=True):
         """Inference copies of every inner convolution (see ``Convolutional``), each prepacked
         for its own input shape; ``input_shape`` (the first source's) is not needed."""
         for conv, shape in zip(self.convs(), self.inputs):
-            conv.prepare_inference(dtype, fold, shape)
+            conv.prepare_inference(dtype, fold, shape, winograd)
+
+    def winograd_bytes(self, input_shape, dtype) -> int:
+        return sum(conv.winograd_bytes(shape, dtype) for conv, shape in zip(self.convs(), self.inputs))
 
     def _rescaled(self, k, x):
         if k < self.level:

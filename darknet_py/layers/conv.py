@@ -12,7 +12,7 @@ from ..cfg import INT_RANGE
 from ..errors import CfgError
 from ..registry import LayerSpec, Shape, register
 from .base import BatchNormMixin, Blob, refuse_unsupported
-from .winograd import ACTIVATIONS as WINOGRAD_ACTIVATIONS, Winograd, use_winograd
+from .winograd import ACTIVATIONS as WINOGRAD_ACTIVATIONS, Winograd, transformed_bytes, use_winograd
 
 
 def out_size(section, key, size_in, kernel, stride, padding_total):
@@ -120,11 +120,11 @@ class Convolutional(BatchNormMixin, nn.Module):
         _darknet_init(self, self.weights[0].numel())
 
     @torch.no_grad()
-    def prepare_inference(self, dtype, fold: bool, input_shape=None):
+    def prepare_inference(self, dtype, fold: bool, input_shape=None, winograd=True):
         """Inference copies of the weights, apart from the parameters (which ``blobs`` and
         saving still use): channels-last in ``dtype``, batch norm folded in when ``fold``; on
-        the CPU either Winograd's transformed weights (3x3 stride-1 layers where
-        ``use_winograd`` says it pays) or weights prepacked for oneDNN with bias and activation
+        the CPU either Winograd's transformed weights (when ``winograd``, for 3x3 stride-1
+        layers where ``use_winograd`` says it pays) or weights prepacked for oneDNN with bias and activation
         fused where nothing sits between them, when this PyTorch build offers that (private)
         operator."""
         w, b = self.weights, self.biases
@@ -134,7 +134,7 @@ class Convolutional(BatchNormMixin, nn.Module):
             factor = self.scales / self.bn_denominator(self.rolling_variance)
             w, b = w * factor.view(-1, 1, 1, 1), b - self.rolling_mean * factor
         self.winograd = None
-        if input_shape is not None and self._use_winograd(input_shape.c, input_shape.h, input_shape.w, dtype):
+        if winograd and self.winograd_bytes(input_shape, dtype):
             self.winograd = Winograd(w, dtype)  # from the float32 weights
             affine = (t.reshape(-1).float().contiguous() for t in self.bn_affine) if self.bn_apart else (None, b.float())
             self.winograd_affine = tuple(affine)
@@ -150,6 +150,12 @@ class Convolutional(BatchNormMixin, nn.Module):
         except (AttributeError, RuntimeError, NotImplementedError):
             return
         self.packed = (packed, None if self.bn_apart else b, *geometry, attr, scalars)
+
+    def winograd_bytes(self, input_shape, dtype) -> int:
+        """Bytes of the transformed weights ``prepare_inference`` makes for this input (0: none)."""
+        if input_shape is None or not self._use_winograd(input_shape.c, input_shape.h, input_shape.w, dtype):
+            return 0
+        return transformed_bytes(*self.weights.shape[:2])
 
     def _use_winograd(self, c, h, w, dtype):
         """Whether this layer, on a (c, h, w) input of ``dtype``, runs as Winograd."""

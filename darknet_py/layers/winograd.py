@@ -46,6 +46,11 @@ def use_winograd(c: int, n: int, h: int, w: int, dtype=torch.float32) -> bool:
     return min(c, n) >= 32 and min(h, w) >= MIN_SIDE[dtype] and _kernel() is not None
 
 
+def transformed_bytes(k: int, c: int) -> int:
+    """Bytes of ``Winograd``'s transformed weights for ``k`` x ``c`` 3x3 weights (4 x theirs)."""
+    return 4 * 36 * c * -(-k // BLOCK) * BLOCK
+
+
 _ARGTYPES = [ctypes.c_int, ctypes.c_void_p, *[ctypes.c_int] * 4, ctypes.c_void_p, ctypes.c_int,
              ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int,
              ctypes.c_int, ctypes.c_void_p, ctypes.c_long]
