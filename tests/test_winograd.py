@@ -201,3 +201,20 @@ def test_memory_budget_leaves_the_transformed_weights_out(weights_for):
     assert transformed(roomy) and not transformed(tight)
     for a, b in zip(expected, got):
         assert torch.allclose(a, b, atol=1e-4)
+
+
+def test_cache_folder_falls_back_to_a_private_temporary_one(monkeypatch, tmp_path):
+    """An unusable cache folder (here: below a file), or one others may write to (code is
+    loaded from it), gives way to one in the temporary directory."""
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o777)
+    shared.chmod(0o777)
+    monkeypatch.setattr(native.tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    for unusable in (blocker / "cache", shared):
+        monkeypatch.setenv("DARKNET_PY_CACHE", str(unusable))
+        built = native._build("winograd")
+        assert built.parent == tmp_path / "tmp" / f"darknet_py-{native.os.getuid()}"
+    assert not list(shared.iterdir())

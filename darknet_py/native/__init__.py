@@ -2,9 +2,10 @@
 
 Each kernel is optional: where no compiler is found or the build fails, ``load`` returns None
 (once per process, with a warning naming the reason) and callers use PyTorch's own operators.
-The shared object is cached under ``$DARKNET_PY_CACHE`` (default ``~/.cache/darknet_py``),
-keyed by the source, the flags and the CPU's feature flags, and written atomically so that
-concurrent first uses do not see a half-written file. ``DARKNET_PY_NATIVE=0`` turns them off.
+The shared object is cached under ``$DARKNET_PY_CACHE`` (default ``~/.cache/darknet_py``; the
+system's temporary directory where that cannot be written), keyed by the source, the flags
+and the CPU's feature flags, and written atomically so that concurrent first uses do not see
+a half-written file. ``DARKNET_PY_NATIVE=0`` turns them off.
 """
 from __future__ import annotations
 
@@ -31,8 +32,16 @@ def _cpu_flags() -> str:
         return platform.processor()
 
 
-def _cache_dir() -> Path:
-    return Path(os.environ.get("DARKNET_PY_CACHE") or Path.home() / ".cache" / "darknet_py")
+def _cache_dirs() -> list[Path]:
+    first = Path(os.environ.get("DARKNET_PY_CACHE") or Path.home() / ".cache" / "darknet_py")
+    return [first, Path(tempfile.gettempdir()) / f"darknet_py-{os.getuid()}"]
+
+
+def _check_private(folder: Path) -> None:
+    """Code is loaded from here: refuse a folder another user owns or may write to."""
+    status = folder.stat()
+    if status.st_uid != os.getuid() or status.st_mode & 0o022:
+        raise OSError(f"{folder} is not private to this user (owner {status.st_uid}, mode {status.st_mode & 0o777:o})")
 
 
 def _build(name: str) -> Path:
@@ -42,11 +51,19 @@ def _build(name: str) -> Path:
         raise OSError("no C compiler (cc or gcc) on PATH")
     key = hashlib.sha256(source.read_bytes() + " ".join([compiler, *FLAGS, platform.machine(),
                                                           _cpu_flags()]).encode()).hexdigest()[:16]
-    target = _cache_dir() / f"{name}-{key}.so"
-    if target.exists():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}-", suffix=".so", dir=target.parent)
+    for folder in _cache_dirs():
+        target = folder / f"{name}-{key}.so"
+        try:
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            _check_private(folder)
+            if target.exists():
+                return target
+            fd, tmp = tempfile.mkstemp(prefix=f".{name}-", suffix=".so", dir=folder)
+            break
+        except OSError as e:
+            failure = e
+    else:
+        raise OSError(f"no writable cache folder for the compiled kernel: {failure}")
     os.close(fd)
     try:
         result = subprocess.run([compiler, *FLAGS, "-o", tmp, str(source)], capture_output=True, text=True)
