@@ -51,7 +51,7 @@ def transformed_bytes(k: int, c: int) -> int:
     return 4 * 36 * c * -(-k // BLOCK) * BLOCK
 
 
-_ARGTYPES = [ctypes.c_int, ctypes.c_void_p, *[ctypes.c_int] * 4, ctypes.c_void_p, ctypes.c_int,
+_ARGTYPES = [ctypes.c_int, ctypes.c_void_p, *[ctypes.c_int] * 3, ctypes.c_void_p, ctypes.c_int,
              ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int,
              ctypes.c_int, ctypes.c_void_p, ctypes.c_long]
 
@@ -94,7 +94,7 @@ class Winograd:
         scratch = _scratch(len(parts) * per)
         x_, u, alpha_, beta_, y_ = (None if t is None else t.data_ptr() for t in (x, self.u, alpha, beta, y))
         table = (ctypes.c_int * (4 * len(parts)))(*(v for part in parts for v in part))
-        _kernel().winograd(self.dtype == torch.bfloat16, x_, n, h, w, c, u, self.k, alpha_, beta_,
+        _kernel().winograd(self.dtype == torch.bfloat16, x_, h, w, c, u, self.k, alpha_, beta_,
                            ACTIVATIONS[activation], y_, table, len(parts), group, scratch.data_ptr(), per)
         return y.permute(0, 3, 1, 2)
 

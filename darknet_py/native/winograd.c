@@ -1,10 +1,11 @@
-/* Winograd F(4 x 4, 3 x 3) convolution, stride 1, padding 1, float32, channels-last.
+/* Winograd F(4 x 4, 3 x 3) convolution, stride 1, padding 1, channels-last (N, H, W, C).
  *
- * One call computes the tiles [t0, t1) and the 32-channel output blocks [kb0, kb1) of
+ * Each part (one per thread) computes the tiles [t0, t1) and the 32-channel output blocks
+ * [kb0, kb1) of
  *   y[b, oy, ox, k] = act(alpha[k] * sum_{c, i, j} x[b, oy + i - 1, ox + j - 1, c] w[k, c, i, j] + beta[k])
- * (alpha NULL: 1), everything for a group of tiles staying in this core's caches: the input
- * transform of the group (all channels), then per output block the 36 small matrix
- * products and the output transform. Python runs one call per thread on disjoint parts.
+ * (alpha NULL: 1), group of tiles by group, each group staying in its core's caches: the input
+ * transform of the group (all channels), then per output block the 36 small matrix products
+ * and the output transform.
  *
  * u is the transformed weight, packed as [36][ceil(K / 32)][C][32] (zeros past K).
  * scratch holds 36 * group * C + 36 * group * 32 floats.
@@ -29,9 +30,9 @@
 enum { ACT_LINEAR = 0, ACT_LEAKY = 1, ACT_RELU = 2 };
 
 /* Lavin's transforms for interpolation points 0, +-1, +-2 and infinity. */
-static const float BT4[6][6] = {{4, 0, -5, 0, 1, 0}, {0, -4, -4, 1, 1, 0}, {0, 4, -4, -1, 1, 0},
+static const float BT[6][6] = {{4, 0, -5, 0, 1, 0}, {0, -4, -4, 1, 1, 0}, {0, 4, -4, -1, 1, 0},
                                 {0, -2, -1, 2, 1, 0}, {0, 2, -1, -2, 1, 0}, {0, 4, 0, -5, 0, 1}};
-static const float AT4[4][6] = {{1, 1, 1, 1, 1, 0}, {0, 1, -1, 2, -2, 0},
+static const float AT[4][6] = {{1, 1, 1, 1, 1, 0}, {0, 1, -1, 2, -2, 0},
                                 {0, 1, 1, 4, 4, 0}, {0, 1, -1, 8, -8, 1}};
 
 static inline float from_bf16(uint16_t v)
@@ -87,7 +88,7 @@ static inline __attribute__((always_inline)) void input_transform(
                     float s[16] = {0};
 #pragma GCC unroll 6
                     for (int i = 0; i < A; i++) {
-                        float f = BT4[a][i];
+                        float f = BT[a][i];
                         if (f != 0)
                             for (int l = 0; l < 16; l++) s[l] += f * d[i][j][l];
                     }
@@ -100,7 +101,7 @@ static inline __attribute__((always_inline)) void input_transform(
                     float s[16] = {0};
 #pragma GCC unroll 6
                     for (int j = 0; j < A; j++) {
-                        float f = BT4[bb][j];
+                        float f = BT[bb][j];
                         if (f != 0)
                             for (int l = 0; l < 16; l++) s[l] += f * r[a][j][l];
                     }
@@ -187,7 +188,7 @@ static inline __attribute__((always_inline)) void output_transform(
                 float s[KB] = {0};
 #pragma GCC unroll 6
                 for (int i = 0; i < A; i++) {
-                    float f = AT4[a][i];
+                    float f = AT[a][i];
                     if (f != 0) {
                         const float *src = p + ((size_t)(i * A + j) * count + t) * KB;
                         for (int l = 0; l < KB; l++) s[l] += f * src[l];
@@ -202,7 +203,7 @@ static inline __attribute__((always_inline)) void output_transform(
                 float s[KB] = {0};
 #pragma GCC unroll 6
                 for (int j = 0; j < A; j++) {
-                    float f = AT4[bb][j];
+                    float f = AT[bb][j];
                     if (f != 0)
                         for (int l = 0; l < KB; l++) s[l] += f * r[a][j][l];
                 }
@@ -250,11 +251,10 @@ static inline __attribute__((always_inline)) void run(
 /* parts: nparts x (t0, t1, kb0, kb1); each part runs on its own OpenMP thread with its own
  * `per` floats of scratch. With torch loaded first, libgomp is torch's, so these are the same
  * threads oneDNN uses (a second pool would spin against them for the cores). */
-void winograd(int bf16, const void *x, int n, int h, int w, int c, const float *u, int k,
+void winograd(int bf16, const void *x, int h, int w, int c, const float *u, int k,
               const float *alpha, const float *beta, int act, void *y,
               const int *parts, int nparts, int group, float *scratch, long per)
 {
-    (void)n;
 #pragma omp parallel for num_threads(nparts) schedule(static, 1)
     for (int i = 0; i < nparts; i++) {
         const int *q = parts + 4 * i;
