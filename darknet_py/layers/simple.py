@@ -11,21 +11,36 @@ COST_TYPES = ("sse", "seg", "masked", "smooth", "L1", "wgan")
 
 
 class Dropout(nn.Module):
-    def __init__(self, probability):
+    """Inverted dropout in training, the identity otherwise (both forks). AlexeyAB's
+    ``dropblock`` (drop square blocks, a CUDA kernel only) reads and runs for inference; its
+    training is not implemented, and the trainer refuses it at setup (``where``)."""
+
+    def __init__(self, probability, dropblock=False, where=""):
         super().__init__()
-        self.probability = probability
+        self.probability, self.dropblock, self.where = probability, dropblock, where
 
     def forward(self, x):
+        if self.training and self.dropblock:
+            raise NotImplementedError(f"[dropout] dropblock=1 at {self.where}: DropBlock training is not "
+                                      "implemented (inference is the identity and runs)")
         return F.dropout(x, self.probability, self.training)
 
 
 @register("dropout")
 def build_dropout(s, ctx):
-    p = s.float("probability", 0.5)
+    p = s.float("probability", 0.2 if ctx.net.fork == "alexeyab" else 0.5)  # each parser's default
     if not 0 <= p < 1:
         raise s.error(f"must be in [0, 1), got {p}", "probability")
-    return LayerSpec("dropout", (ctx.prev_index,), ctx.prev, lambda: Dropout(p),
-                     label="dropout", detail=f"      p = {p:.2f}")
+    dropblock = s.int("dropblock", 0)
+    if dropblock not in (0, 1):
+        raise s.error(f"must be 0 or 1, got {dropblock}", "dropblock")
+    if not 0 <= s.float("dropblock_size_rel", 0.0) <= 1:
+        raise s.error("must be in [0, 1] (a fraction of the map's side)", "dropblock_size_rel")
+    if s.int("dropblock_size_abs", 0) < 0:
+        raise s.error("must be >= 0 (pixels)", "dropblock_size_abs")
+    where = f"{s.file}:{s.line}"
+    return LayerSpec("dropout", (ctx.prev_index,), ctx.prev, lambda: Dropout(p, bool(dropblock), where),
+                     label="dropout", detail=f"      p = {p:.2f}{'  dropblock' if dropblock else ''}")
 
 
 class Softmax(nn.Module):

@@ -170,6 +170,10 @@ class Trainer:
             if layer.classes < self.data.classes:
                 raise TrainingError(f"layer {i} ({self.net.describe(i)}) has classes={layer.classes}, "
                                     f"{self.data.path} has classes={self.data.classes}")
+        for i, layer in enumerate(self.net.layers):
+            if getattr(layer, "dropblock", False):
+                raise TrainingError(f"layer {i} ({self.net.describe(i)}): dropblock=1 is not supported for "
+                                    f"training (AlexeyAB implements DropBlock in CUDA only); inference reads it")
         if self.cfg.adam:
             raise TrainingError(f"{self.net.cfg_file}: adam=1 is not supported for training (SGD only)")
         if self.cfg.max_batches <= 0:
