@@ -1,9 +1,13 @@
 """Files that are either the old version or the complete new one, never half written."""
 from __future__ import annotations
 
+import glob
 import os
 import tempfile
+import time
 from pathlib import Path
+
+STALE_SECONDS = 3600  # a temporary untouched this long belongs to a writer that was killed
 
 
 def atomic_write(path, write) -> None:
@@ -22,6 +26,18 @@ def atomic_write(path, write) -> None:
         Path(tmp).unlink(missing_ok=True)
         raise
     _fsync_folder(path.parent)
+    _remove_stale_temporaries(path)
+
+
+def _remove_stale_temporaries(path: Path) -> None:
+    """Temporaries for ``path`` left by a writer killed mid-write (SIGKILL, power cut: no
+    ``except`` runs), once no live writer could still be filling them."""
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        try:
+            if time.time() - tmp.stat().st_mtime > STALE_SECONDS:
+                tmp.unlink()
+        except OSError:
+            pass  # gone already, or not ours to remove
 
 
 def _fsync_folder(folder: Path) -> None:

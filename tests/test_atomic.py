@@ -1,0 +1,38 @@
+"""atomic_write: the old file or the whole new one; a killed writer's temporaries are cleared
+by the next write once stale, and a live writer's are left alone."""
+import os
+import time
+
+import pytest
+
+from darknet_py import atomic
+from darknet_py.atomic import atomic_write
+
+
+def test_write_replaces_whole_and_failure_keeps_the_old_file(tmp_path):
+    target = tmp_path / "a.weights"
+    atomic_write(target, lambda f: f.write(b"old"))
+
+    def failing(f):
+        f.write(b"half")
+        raise RuntimeError("disk full")
+    with pytest.raises(RuntimeError):
+        atomic_write(target, failing)
+    assert target.read_bytes() == b"old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.weights"]
+
+
+def test_stale_temporaries_of_a_killed_writer_are_removed(tmp_path):
+    target = tmp_path / "yolo[1].weights"  # glob characters in the name are taken literally
+    stale, fresh = tmp_path / ".yolo[1].weights.abc.tmp", tmp_path / ".yolo[1].weights.def.tmp"
+    other = tmp_path / ".other.weights.ghi.tmp"
+    for p in (stale, fresh, other):
+        p.write_bytes(b"partial")
+    old = time.time() - atomic.STALE_SECONDS - 60
+    os.utime(stale, (old, old))
+    os.utime(other, (old, old))
+    atomic_write(target, lambda f: f.write(b"new"))
+    assert target.read_bytes() == b"new"
+    assert not stale.exists()
+    assert fresh.exists()  # could be a live writer's
+    assert other.exists()  # another file's
