@@ -50,6 +50,15 @@ def _fsync_folder(folder: Path) -> None:
 
 
 def _umask() -> int:
+    """The process's umask: read from Linux's /proc where it can be (setting it to read it, the
+    only portable way, would briefly give other threads' new files a zero umask)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
     mask = os.umask(0)
     os.umask(mask)
     return mask

@@ -36,3 +36,13 @@ def test_stale_temporaries_of_a_killed_writer_are_removed(tmp_path):
     assert not stale.exists()
     assert fresh.exists()  # could be a live writer's
     assert other.exists()  # another file's
+
+
+def test_new_file_gets_the_mode_open_would_give(tmp_path):
+    before = os.umask(0o027)
+    try:
+        atomic_write(tmp_path / "a", lambda f: f.write(b"x"))
+        assert atomic._umask() == 0o027
+    finally:
+        os.umask(before)
+    assert (tmp_path / "a").stat().st_mode & 0o777 == 0o640
