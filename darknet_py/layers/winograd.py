@@ -103,11 +103,11 @@ def _split(tiles, blocks, threads):
     """``threads`` parts of (tile range, output block range): by tiles where each part still
     gets several register rows of them, else by output channel blocks (deep, small layers:
     each part then reads only its share of the transformed weights)."""
-    if tiles >= threads * 24 or blocks < threads:
-        bounds = [tiles * i // threads for i in range(threads + 1)]
-        return [(bounds[i], bounds[i + 1], 0, blocks) for i in range(threads) if bounds[i] < bounds[i + 1]]
-    bounds = [blocks * i // threads for i in range(threads + 1)]
-    return [(0, tiles, bounds[i], bounds[i + 1]) for i in range(threads) if bounds[i] < bounds[i + 1]]
+    by_tiles = tiles >= threads * 24 or blocks < threads
+    count = tiles if by_tiles else blocks
+    bounds = [count * i // threads for i in range(threads + 1)]
+    ranges = [(start, stop) for start, stop in zip(bounds, bounds[1:]) if start < stop]
+    return [(start, stop, 0, blocks) if by_tiles else (0, tiles, start, stop) for start, stop in ranges]
 
 
 _local = threading.local()
