@@ -50,6 +50,20 @@ static inline uint16_t to_bf16(float f) /* round to nearest even, as PyTorch */
     return (uint16_t)((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16);
 }
 
+/* out[0:lanes] = sum_i coef[i] * src[i * stride + 0:lanes] over the A terms: one row of a
+ * transform matrix applied along one axis. Inlined into unrolled loops, the coefficients are
+ * constants and the zero ones (2 to 4 of each row's 6) cost nothing. */
+static inline __attribute__((always_inline)) void combine(
+    const float *coef, const float *src, size_t stride, int lanes, float *out)
+{
+    float s[KB] = {0};
+#pragma GCC unroll 6
+    for (int i = 0; i < A; i++)
+        if (coef[i] != 0)
+            for (int l = 0; l < lanes; l++) s[l] += coef[i] * src[i * stride + l];
+    memcpy(out, s, lanes * sizeof(float));
+}
+
 /* V[ab][t][c] = (B^T d B)[a][b] for the tiles of a group, 16 channels at a time (bf16: x is
  * bfloat16). */
 static inline __attribute__((always_inline)) void input_transform(
@@ -84,29 +98,14 @@ static inline __attribute__((always_inline)) void input_transform(
 #pragma GCC unroll 6
             for (int a = 0; a < A; a++)
 #pragma GCC unroll 6
-                for (int j = 0; j < A; j++) {
-                    float s[16] = {0};
-#pragma GCC unroll 6
-                    for (int i = 0; i < A; i++) {
-                        float f = BT[a][i];
-                        if (f != 0)
-                            for (int l = 0; l < 16; l++) s[l] += f * d[i][j][l];
-                    }
-                    for (int l = 0; l < 16; l++) r[a][j][l] = s[l];
-                }
+                for (int j = 0; j < A; j++) combine(BT[a], d[0][j], A * 16, 16, r[a][j]);
 #pragma GCC unroll 6
             for (int a = 0; a < A; a++)
 #pragma GCC unroll 6
                 for (int bb = 0; bb < A; bb++) {
-                    float s[16] = {0};
-#pragma GCC unroll 6
-                    for (int j = 0; j < A; j++) {
-                        float f = BT[bb][j];
-                        if (f != 0)
-                            for (int l = 0; l < 16; l++) s[l] += f * r[a][j][l];
-                    }
-                    float *dst = v + ((size_t)(a * A + bb) * count + t) * c + c0;
-                    for (int l = 0; l < lanes; l++) dst[l] = s[l];
+                    float s[16];
+                    combine(BT[bb], r[a][0], 16, 16, s);
+                    memcpy(v + ((size_t)(a * A + bb) * count + t) * c + c0, s, lanes * sizeof(float));
                 }
         }
     }
@@ -181,32 +180,18 @@ static inline __attribute__((always_inline)) void output_transform(
         int b = tile / (th * tw), rest = tile % (th * tw);
         int oy = (rest / tw) * M, ox = (rest % tw) * M;
         float r[4][6][KB];
+        /* r = A^T P, then y = r A */
 #pragma GCC unroll 4
         for (int a = 0; a < M; a++)
 #pragma GCC unroll 6
-            for (int j = 0; j < A; j++) {
-                float s[KB] = {0};
-#pragma GCC unroll 6
-                for (int i = 0; i < A; i++) {
-                    float f = AT[a][i];
-                    if (f != 0) {
-                        const float *src = p + ((size_t)(i * A + j) * count + t) * KB;
-                        for (int l = 0; l < KB; l++) s[l] += f * src[l];
-                    }
-                }
-                memcpy(r[a][j], s, sizeof s);
-            }
+            for (int j = 0; j < A; j++)
+                combine(AT[a], p + ((size_t)j * count + t) * KB, (size_t)A * count * KB, KB, r[a][j]);
 #pragma GCC unroll 4
         for (int a = 0; a < M; a++)
 #pragma GCC unroll 4
             for (int bb = 0; bb < M; bb++) {
-                float s[KB] = {0};
-#pragma GCC unroll 6
-                for (int j = 0; j < A; j++) {
-                    float f = AT[bb][j];
-                    if (f != 0)
-                        for (int l = 0; l < KB; l++) s[l] += f * r[a][j][l];
-                }
+                float s[KB];
+                combine(AT[bb], r[a][0], KB, KB, s);
                 int yy = oy + a, xx = ox + bb;
                 if (yy >= h || xx >= w) continue;
                 size_t at = (((size_t)b * h + yy) * w + xx) * k + k0;
