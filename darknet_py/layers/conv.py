@@ -166,7 +166,7 @@ class Convolutional(BatchNormMixin, nn.Module):
     def _forward_inference(self, x):
         if (self.winograd is not None and x.dtype == self.winograd.dtype and x.device.type == "cpu"
                 and x.is_contiguous(memory_format=torch.channels_last)
-                and self._use_winograd(x.shape[1], x.shape[2], x.shape[3], x.dtype)):
+                and use_winograd(x.shape[1], self.weights.shape[0], x.shape[2], x.shape[3], x.dtype)):
             inside = self.activation.name if self.activation.name in WINOGRAD_ACTIVATIONS else "linear"
             y = self.winograd(x, *self.winograd_affine, inside)
             return y if inside == self.activation.name else self.activation.inplace(y)
