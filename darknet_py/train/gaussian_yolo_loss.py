@@ -22,8 +22,8 @@ from dataclasses import dataclass
 
 import torch
 
-from .loss import _best_truth, _grid, _rank_in_cell, _read_truths, HeadStats
-from .yolo_alexeyab import MATCH_THRESH, _class_writes, _Write, assigned_anchors, dx_box_iou, iou_of
+from .loss import _best_truth, _rank_in_cell, HeadStats
+from .yolo_alexeyab import MATCH_THRESH, _class_writes, _Write, assigned_anchors, dx_box_iou, head_inputs, iou_of
 
 SIGMA_CONST = 0.3  # added to each sigma in the Gaussian's normaliser
 EPSI = 1e-9  # pow(10, -9) in delta_gaussian_yolo_box
@@ -82,15 +82,8 @@ def _box_delta(layer, truth, o, ci, cj, anchor_w, anchor_h, lw, lh, net_w, net_h
 def gaussian_yolo_delta(layer, x, truths, net_w, net_h, label_smoothing=0.0):
     """``(delta, stats)`` of forward_gaussian_yolo_layer for raw ``x`` (batch, n, 9 + classes, h, w).
     ``label_smoothing`` applies only when the cfg sets no ``label_smooth_eps``."""
-    eps = layer.label_smooth_eps or label_smoothing
-    x = x.detach()
+    x, out, t, valid, tcls, anchors, mask, mult_table, (gi, gj), eps = head_inputs(layer, x, truths, label_smoothing)
     b, n, _, lh, lw = x.shape
-    out = layer.activate(x)
-    t, valid, tcls = _read_truths(truths, layer.max_boxes, layer.classes, x)
-    anchors = torch.tensor(layer.anchors, dtype=x.dtype, device=x.device)
-    mask = torch.tensor(layer.mask, device=x.device)
-    mult_table = torch.tensor(layer.classes_multipliers or [1.0] * layer.classes, dtype=x.dtype, device=x.device)
-    gi, gj = _grid(x)
     obj = out[:, :, 8]
     on = layer.obj_normalizer
 

@@ -17,6 +17,7 @@ printed cost).
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -218,18 +219,35 @@ def assigned_anchors(layer, t, valid, anchors, net_w, net_h):
     return wb[order], wt[order], wn[order], mask_of
 
 
+class HeadInputs(NamedTuple):
+    """What AlexeyAB's [yolo] and [Gaussian_yolo] deltas both start from."""
+    x: torch.Tensor           # the raw head output, detached
+    out: torch.Tensor         # activated as the layer's forward pass does
+    truths: torch.Tensor      # the rows Darknet reads (x, y, w, h, class, weight)
+    valid: torch.Tensor
+    classes: torch.Tensor
+    anchors: torch.Tensor     # all of the layer's (w, h), in pixels
+    mask: torch.Tensor
+    multipliers: torch.Tensor  # counters_per_class weights per class (1 without)
+    grid: tuple
+    eps: float                # label smoothing: the cfg's label_smooth_eps, else the trainer's
+
+
+def head_inputs(layer, x, truths, label_smoothing) -> HeadInputs:
+    x = x.detach()
+    t, valid, tcls = _read_truths(truths, layer.max_boxes, layer.classes, x)
+    return HeadInputs(x, layer.activate(x), t, valid, tcls,
+                      torch.tensor(layer.anchors, dtype=x.dtype, device=x.device),
+                      torch.tensor(layer.mask, device=x.device),
+                      torch.tensor(layer.classes_multipliers or [1.0] * layer.classes, dtype=x.dtype, device=x.device),
+                      _grid(x), layer.label_smooth_eps or label_smoothing)
+
+
 def yolo_delta_alexeyab(layer, x, truths, net_w, net_h, label_smoothing=0.0):
     """``(delta, stats)`` of AlexeyAB's forward_yolo_layer for raw ``x`` (batch, n, 5 + classes,
     h, w). ``label_smoothing`` applies only when the cfg sets no ``label_smooth_eps``."""
-    eps = layer.label_smooth_eps or label_smoothing
-    x = x.detach()
+    x, out, t, valid, tcls, anchors, mask, mult_table, (gi, gj), eps = head_inputs(layer, x, truths, label_smoothing)
     b, n, _, lh, lw = x.shape
-    out = layer.activate(x)
-    t, valid, tcls = _read_truths(truths, layer.max_boxes, layer.classes, x)
-    anchors = torch.tensor(layer.anchors, dtype=x.dtype, device=x.device)
-    mask = torch.tensor(layer.mask, device=x.device)
-    mult_table = torch.tensor(layer.classes_multipliers or [1.0] * layer.classes, dtype=x.dtype, device=x.device)
-    gi, gj = _grid(x)
     obj = out[:, :, 4]
 
     def writes_at(cb, cn, cj, ci, anchor, truth, cls):
