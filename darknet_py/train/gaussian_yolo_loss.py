@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .loss import _best_truth, _rank_in_cell, HeadStats
+from .loss import _best_truth, HeadStats, write_rounds
 from .yolo_alexeyab import MATCH_THRESH, _class_writes, _Write, assigned_anchors, dx_box_iou, head_inputs, iou_of
 
 SIGMA_CONST = 0.3  # added to each sigma in the Gaussian's normaliser
@@ -149,13 +149,7 @@ def _apply(delta, cells, writes, cls):
     """The truth loop's writes in Darknet's order, one write per cell per round: box deltas add
     up, objectness is overwritten, and a class vector whose first entry already holds a delta
     gets only the own-class value (delta_gaussian_yolo_class tests ``delta[index]``)."""
-    b, n, j, i = cells
-    _, cell_n, _, lh, lw = delta.shape
-    rank = _rank_in_cell(((b * cell_n + n) * lh + j) * lw + i)
-    rounds = int(rank.max()) + 1 if rank.numel() else 0
-    for r in range(rounds):
-        s = (rank == r).nonzero().squeeze(1)
-        at_b, at_n, at_j, at_i = b[s], n[s], j[s], i[s]
+    for s, (at_b, at_n, at_j, at_i) in write_rounds(cells, delta.shape):
         delta[at_b, at_n, :8, at_j, at_i] += writes.box[s]
         delta[at_b, at_n, 8, at_j, at_i] = writes.obj[s]
         classes = delta[at_b, at_n, 9:, at_j, at_i]

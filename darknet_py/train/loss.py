@@ -134,6 +134,18 @@ def _rank_in_cell(key):
     return rank
 
 
+def write_rounds(cells, shape):
+    """The writes to ``cells`` (b, n, j, i indices into a delta of ``shape``) in rounds of at
+    most one write per cell, each as (its write indices, its cells), in Darknet's order:
+    applying round after round leaves each cell as Darknet's sequential loop leaves it."""
+    b, n, j, i = cells
+    _, cell_n, _, lh, lw = shape
+    rank = _rank_in_cell(((b * cell_n + n) * lh + j) * lw + i)
+    for r in range(int(rank.max()) + 1 if rank.numel() else 0):
+        s = (rank == r).nonzero().squeeze(1)
+        yield s, (b[s], n[s], j[s], i[s])
+
+
 def _write_truths(delta, cells, writes, cls, tag, coords):
     """Apply the truth loop's writes in Darknet's order; returns which truths wrote a full class vector.
 
@@ -141,14 +153,8 @@ def _write_truths(delta, cells, writes, cls, tag, coords):
     deltas end as the last writer left them and the class quirk (``if (delta[class 0] && tag)``
     only the truth's own class is set) sees exactly the delta Darknet would see.
     """
-    b, n, j, i = cells
-    _, cell_n, _, lh, lw = delta.shape
-    rank = _rank_in_cell(((b * cell_n + n) * lh + j) * lw + i)
-    wrote_full = torch.zeros_like(rank, dtype=torch.bool)
-    rounds = int(rank.max()) + 1 if rank.numel() else 0
-    for r in range(rounds):
-        s = (rank == r).nonzero().squeeze(1)
-        at = (b[s], n[s], j[s], i[s])
+    wrote_full = torch.zeros_like(cells[0], dtype=torch.bool)
+    for s, at in write_rounds(cells, delta.shape):
         delta[at[0], at[1], :4, at[2], at[3]] = writes.box[s]
         delta[at[0], at[1], coords, at[2], at[3]] = writes.obj[s]
         current = delta[at[0], at[1], coords + 1:, at[2], at[3]]

@@ -22,7 +22,8 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from .loss import (_best_truth, _first_best, _grid, _rank_in_cell, _read_truths, HeadStats, box_iou)
+from .loss import (_best_truth, _first_best, _grid, _read_truths, HeadStats, box_iou,
+                   write_rounds)
 
 MATCH_THRESH = 0.25  # compare_yolo_class: a cell "matches" when any class output exceeds this
 FOCAL_ALPHA = 0.5
@@ -312,13 +313,7 @@ def _apply(delta, cells, writes, cls, smooth):
     """Apply the truth loop's writes in Darknet's order, one write per cell per round: box
     deltas add up, the objectness delta is overwritten (with objectness_smooth only where it is
     still 0), and a class entry that already holds a delta gets only the own-class value."""
-    b, n, j, i = cells
-    _, cell_n, _, lh, lw = delta.shape
-    rank = _rank_in_cell(((b * cell_n + n) * lh + j) * lw + i)
-    rounds = int(rank.max()) + 1 if rank.numel() else 0
-    for r in range(rounds):
-        s = (rank == r).nonzero().squeeze(1)
-        at_b, at_n, at_j, at_i = b[s], n[s], j[s], i[s]
+    for s, (at_b, at_n, at_j, at_i) in write_rounds(cells, delta.shape):
         delta[at_b, at_n, :4, at_j, at_i] += writes.box[s]
         current = delta[at_b, at_n, 4, at_j, at_i]
         delta[at_b, at_n, 4, at_j, at_i] = torch.where(current == 0, writes.obj[s], current) if smooth \
