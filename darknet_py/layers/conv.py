@@ -124,9 +124,9 @@ class Convolutional(BatchNormMixin, nn.Module):
         """Inference copies of the weights, apart from the parameters (which ``blobs`` and
         saving still use): channels-last in ``dtype``, batch norm folded in when ``fold``; on
         the CPU either Winograd's transformed weights (when ``winograd``, for 3x3 stride-1
-        layers where ``use_winograd`` says it pays) or weights prepacked for oneDNN with bias and activation
-        fused where nothing sits between them, when this PyTorch build offers that (private)
-        operator."""
+        layers where ``use_winograd`` says it pays) or weights prepacked for oneDNN with bias
+        and activation fused where nothing sits between them, when this PyTorch build offers
+        that (private) operator."""
         w, b = self.weights, self.biases
         self.bn_apart = self.batch_normalize and not fold
         self.bn_affine = self._bn_affine() if self.bn_apart else None
