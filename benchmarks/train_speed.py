@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from darknet_py.shapes import generate_shapes  # noqa: E402
-from darknet_py.train.dataset import collate  # noqa: E402
+from darknet_py.train.samples import collate  # noqa: E402
 from darknet_py.train.trainer import Trainer, TrainOptions  # noqa: E402
 
 SIZE, BATCH, CLASSES = 416, 16, 80

@@ -118,13 +118,13 @@ def training_batch(data_file, cfg, *, overrides=(), seed: int = 0, mixup: float 
     """The first ``count`` samples (default: one mini-batch, ``batch/subdivisions``) that
     ``detector train`` with these options would feed the network: (images (n, 3, h, w),
     truths (n, max_boxes, 6), the trainer)."""
-    from .train.dataset import collate
+    from .train.samples import collate
     from .train.trainer import Trainer, TrainOptions
     trainer = Trainer(data_file, cfg, overrides=overrides,
                       options=TrainOptions(seed=seed, mixup=mixup, workers=0, progress=False, device="cpu"))
     count = count or trainer.mini
     keys = []
-    for minibatch in trainer._keys():  # the trainer's own sample order and sizes
+    for minibatch in trainer.sample_keys():  # the trainer's own sample order and sizes
         keys += minibatch[:count - len(keys)]
         if len(keys) == count:
             break

@@ -19,7 +19,7 @@ from darknet_py.draw import class_colour, pixel_box
 from darknet_py.model import Darknet, load
 from darknet_py.plots import CURVE, lr_chart, training_batch
 from darknet_py.train.schedule import rate_curve
-from darknet_py.train.dataset import open_dataset
+from darknet_py.datasets import open_dataset
 from darknet_py.weights import Header, expected_size
 
 from conftest import CFG
