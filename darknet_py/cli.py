@@ -378,7 +378,9 @@ def add_tool_parsers(sub, detector) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="darknet-py", description=__doc__)
+    parser = argparse.ArgumentParser(prog="darknet-py", description=__doc__ + " A cfg, .data, names or image "
+                                     "argument that is not an existing path names a packaged file of that name "
+                                     "(e.g. coco.data, yolov3.cfg, dog.jpg).")
     parser.add_argument("-v", "--verbose", action="store_true", help="log diagnostics")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("summary", help="print Darknet's layer table and total BFLOPs of a cfg")
@@ -499,8 +501,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Arguments read as input files; one not found names a packaged file (darknet_py.resources).
+PACKAGED_INPUTS = {"cfg": "cfg", "data": ".data file", "names": "names file", "image": "image"}
+
+
+def _packaged_inputs(args) -> None:
+    from .resources import input_path
+    for key, what in PACKAGED_INPUTS.items():
+        if isinstance(getattr(args, key, None), str):
+            setattr(args, key, input_path(getattr(args, key), what))
+    if getattr(args, "command", None) == "detect":
+        args.paths = [input_path(path, "input") for path in args.paths]
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    _packaged_inputs(args)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s: %(message)s")
     try:
