@@ -206,7 +206,7 @@ def main():
         sides = {"exact": make_trainer(data, tmp, amp=False), "amp": make_trainer(data, tmp, amp=True)}
         images, truths, problems = batch = fixed_batch(sides["exact"])
         plain = PlainPort()
-        runs = {"exact": lambda: sides["exact"].step([batch]), "amp": lambda: sides["amp"].step([batch]),
+        runs = {"exact": lambda: sides["exact"].step([batch]).loss, "amp": lambda: sides["amp"].step([batch]).loss,
                 "plain": lambda: plain.step(images, truths)}
         times = {name: [] for name in runs}
         losses = {name: [] for name in runs}
