@@ -160,14 +160,15 @@ def _train_device(args):
 
 def cmd_data_shapes(args):
     from .shapes import generate_shapes
-    data = generate_shapes(args.out, args.n, args.seed, size=args.size, val_fraction=args.val_fraction)
-    print(f"wrote {args.n} images; data file {data}")
+    n_valid = max(1, args.n // 10) if args.valid is None else args.valid
+    data = generate_shapes(args.out, args.n, args.seed, size=args.size, n_valid=n_valid)
+    print(f"wrote {args.n} training and {n_valid} validation images; data file {data}")
 
 
 def _validation(args):
     from .cli_darknet import check_classes
     from .datafile import DataConfig
-    from .train.dataset import open_dataset
+    from .datasets import open_dataset
     from .validate import validation_detections
     data = DataConfig.from_file(args.data)
     source = open_dataset(data, "valid")
@@ -184,8 +185,8 @@ def cmd_detector_map(args):
     --chart names a file), COCO's 12 numbers."""
     from .coco import category_ids, image_ids
     from .evaluate import format_map_table, mean_average_precision
-    from .outputs import check_output, write_image
-    from .validate import SWEEP, coco_results, coco_summary, draw_pr_chart, threshold_sweep
+    from .outputs import check_output
+    from .validate import SWEEP, coco_results, coco_summary, threshold_sweep
     if args.chart:
         check_output(args.chart, "chart")
     low = args.low_thresh
@@ -208,7 +209,8 @@ def cmd_detector_map(args):
         for name, value in coco_summary(args.coco_gt, records).items():
             print(f"  {name:<10} {value:.3f}")
     if args.chart:
-        write_image(args.chart, draw_pr_chart(result))
+        from .plots import pr_chart, save_png
+        save_png(pr_chart(result), args.chart)
         print(f"wrote the precision-recall chart {args.chart}")
 
 
@@ -273,8 +275,8 @@ def cmd_calc_anchors(args):
 
     from .anchors import calc_anchors, cluster_picture
     from .datafile import DataConfig
+    from .datasets import open_dataset
     from .outputs import check_output, write_image
-    from .train.dataset import open_dataset
     check_output(args.out, "anchors file")
     if args.show:
         check_output(args.show_out, "cluster picture")
@@ -312,8 +314,9 @@ def _write_png(path, image) -> None:
 
 def cmd_show_batch(args):
     """A grid of the augmented samples ``detector train`` would start with, boxes drawn."""
+    from .draw import batch_grid
     from .outputs import check_output
-    from .plots import batch_grid, training_batch
+    from .train.preview import training_batch
     check_output(args.out, "PNG")
     images, truths, trainer = training_batch(args.data, args.cfg, overrides=args.set, seed=args.seed,
                                              mixup=args.mixup, count=args.images)
@@ -325,8 +328,8 @@ def cmd_show_batch(args):
 def cmd_plot_lr(args):
     """The learning rate of every update 1..max_batches under the cfg's policy."""
     from .model import Darknet
-    from .plots import lr_chart
     from .outputs import check_output
+    from .plots import lr_chart, save_png
     from .train.schedule import rate_curve
     check_output(args.out, "PNG")
     net = Darknet(args.cfg, overrides=args.set, init=False).net
@@ -335,7 +338,7 @@ def cmd_plot_lr(args):
     rates = rate_curve(net, args.seed)
     title = (f"learning rate: policy={net.policy}, learning_rate={net.learning_rate:g}, burn_in={net.burn_in}, "
              f"max_batches={net.max_batches}")
-    _write_png(args.out, lr_chart(rates, title)[0])
+    save_png(lr_chart(rates, title, log=args.log), args.out)
     print(f"wrote {args.out}: rate from {rates.min():g} to {rates.max():g} over {len(rates)} updates")
 
 
@@ -406,7 +409,7 @@ def add_tool_parsers(sub, detector) -> None:
     p = sub.add_parser("show-batch", help="a PNG grid of one augmented training batch with its boxes")
     p.add_argument("data")
     p.add_argument("cfg")
-    p.add_argument("--out", default="batch.png")
+    p.add_argument("--out", required=True, metavar="PNG", help="where to write the picture")
     _add_set(p)
     p.add_argument("--mixup", type=float, default=0.0, metavar="P", help="as detector train --mixup")
     p.add_argument("--seed", type=int, default=0, help="as detector train --seed")
@@ -415,7 +418,8 @@ def add_tool_parsers(sub, detector) -> None:
 
     p = sub.add_parser("plot-lr", help="a PNG of the learning rate over max_batches")
     p.add_argument("cfg")
-    p.add_argument("--out", default="lr.png")
+    p.add_argument("--out", required=True, metavar="PNG", help="where to write the chart")
+    p.add_argument("--log", action="store_true", help="a logarithmic rate axis")
     _add_set(p)
     p.add_argument("--seed", type=int, default=0, help="seed of policy=random's draws (as detector train)")
     p.set_defaults(func=cmd_plot_lr)
@@ -521,7 +525,7 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("-thresh", "--thresh", type=float, default=0.25, help="for TP/FP/FN, F1, IoU")
             p.add_argument("--thresh-sweep", action="store_true",
                            help="AP50 and box count at conf_thresh 0.1, 0.01, 0.001, 0.0001")
-            p.add_argument("--chart", help="write a precision-recall chart (PNG) to this file")
+            p.add_argument("--chart", metavar="PNG", help="write the precision-recall chart there (none otherwise)")
         else:
             p.add_argument("--out", default="results.json")
 
@@ -546,7 +550,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=int, default=2000)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--size", type=int, default=256, help="image side in pixels")
-    p.add_argument("--val-fraction", type=float, default=0.0)
+    p.add_argument("--valid", type=int, metavar="N", help="validation images, generated after the training "
+                   "ones into their own list valid.txt (default: a tenth of --n; 0: valid= is the training list)")
     p.set_defaults(func=cmd_data_shapes)
 
     p = sub.add_parser("demo", help="the shipped shapes model on the shipped samples, and its mAP "
