@@ -3,9 +3,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
+from pathlib import Path
 
+from .cli_args import device, non_negative_int, positive_int, probability, seed
 from .errors import DarknetError
+from .files import check_writable_folder
 
 
 def cmd_summary(args):
@@ -28,12 +32,11 @@ def cmd_detector_test(args):
     """Darknet's ``detector test``: labels with percentages, then predictions.jpg."""
     import time
 
-    import cv2
-
     from .datafile import DataConfig
     from .detect import detect
     from .draw import draw_detections, labels
     from .image import from_bgr, read_bgr
+    out = _writable(f"{args.out}.jpg")
     data = DataConfig.from_file(args.data)
     net = _load_net(args)
     images = [args.image] if args.image else []
@@ -48,8 +51,7 @@ def cmd_detector_test(args):
         for _, hits in labels(det, args.thresh):
             for j, prob in hits:
                 print(f"{data.names[j]}: {prob * 100:.0f}%")
-        out = f"{args.out}.jpg"
-        cv2.imwrite(out, draw_detections(bgr, det, args.thresh, data.names))
+        _write_image(out, draw_detections(bgr, det, args.thresh, data.names))
         print(f"wrote {out}")
 
 
@@ -75,21 +77,8 @@ def _image_id(path, fallback):
 
 
 def _frames(path):
-    import cv2
-
-    from .image import from_bgr
-    capture = cv2.VideoCapture(str(path))
-    if not capture.isOpened():
-        raise DarknetError(f"{path}: cannot open the video")
-    fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
-    try:
-        while True:
-            ok, bgr = capture.read()
-            if not ok:
-                return
-            yield bgr, from_bgr(bgr), fps
-    finally:
-        capture.release()
+    from .video import frames
+    return frames(path)
 
 
 def cmd_detect(args):
@@ -104,11 +93,12 @@ def cmd_detect(args):
     from .detect import detect
     from .draw import coco_records, draw_detections
     from .image import from_bgr, read_bgr
+    out_dir = check_writable_folder(args.out, DarknetError)
+    if args.json:
+        _writable(args.json)
     net = _load_net(args)
     names = load_names(args.names)
     coco = len(names) == 80
-    out_dir = Path(args.out)
-    out_dir.mkdir(parents=True, exist_ok=True)
     items = list(_inputs(args.paths))
     records, found = [], 0
     for number, (kind, path) in enumerate(tqdm(items, desc="detect", unit="file")):
@@ -117,7 +107,7 @@ def cmd_detect(args):
             det = detect(net, from_bgr(bgr), thresh=args.thresh, nms=args.nms, letterbox=LETTERBOX[args.letterbox])
             h, w = bgr.shape[:2]
             records += coco_records(det, _image_id(path, number), w, h, coco, args.thresh)
-            cv2.imwrite(str(out_dir / f"{path.stem}.jpg"), draw_detections(bgr, det, args.thresh, names))
+            _write_image(out_dir / f"{path.stem}.jpg", draw_detections(bgr, det, args.thresh, names))
             found += int((det.probs > args.thresh).any(1).sum())
             continue
         writer = None
@@ -171,10 +161,9 @@ def _validation(args):
 
 def cmd_detector_map(args):
     """Darknet's ``detector map`` table; optionally a threshold sweep, a PR chart, COCO's 12 numbers."""
-    import cv2
-
     from .evaluate import format_map_table, mean_average_precision
     from .validate import SWEEP, coco_results, coco_summary, draw_pr_chart, image_ids, threshold_sweep
+    chart = _writable(args.chart or "pr_chart.png")
     low = args.low_thresh
     if args.thresh_sweep:
         args.low_thresh = min(low, *SWEEP)  # one pass at the lowest; higher ones are subsets
@@ -194,8 +183,7 @@ def cmd_detector_map(args):
         print()
         for name, value in coco_summary(args.coco_gt, records).items():
             print(f"  {name:<10} {value:.3f}")
-    chart = args.chart or "pr_chart.png"
-    cv2.imwrite(chart, draw_pr_chart(result))
+    _write_image(chart, draw_pr_chart(result))
     print(f"precision-recall chart: {chart}")
 
 
@@ -213,6 +201,7 @@ def cmd_detector_valid(args):
     from pathlib import Path
 
     from .validate import coco_results, image_ids
+    _writable(args.out)
     _, source, detections, _, sizes = _validation(args)
     records = coco_results(detections, sizes, image_ids(source.paths, args.coco_gt),
                            _category_ids(args.coco_gt) if args.coco_gt else None)
@@ -222,6 +211,7 @@ def cmd_detector_valid(args):
 
 def cmd_partial(args):
     from .convert import partial
+    _writable(args.out)
     partial(args.cfg, args.weights, args.out, args.n)
     print(f"wrote layers 0..{args.n - 1} to {args.out}")
 
@@ -232,7 +222,7 @@ def cmd_convert(args):
 
     from .convert import load_state_dict, save_state_dict
     from .model import Darknet
-    src, dst = Path(args.input), Path(args.output)
+    src, dst = Path(args.input), _writable(args.output)
     net = Darknet(args.cfg, init=False)
     if src.suffix == ".pt" and dst.suffix != ".pt":
         load_state_dict(net, src)
@@ -262,6 +252,7 @@ def cmd_calc_anchors(args):
     from .anchors import calc_anchors
     from .datafile import DataConfig
     from .train.dataset import open_dataset
+    _writable(args.out)
     print(f"num_of_clusters = {args.num_of_clusters}, width = {args.width}, height = {args.height}")
     source = open_dataset(DataConfig.from_file(args.data), "train")
     result = calc_anchors(source, args.num_of_clusters, args.width, args.height, seed=args.seed)
@@ -276,24 +267,38 @@ def cmd_calc_anchors(args):
 def cmd_export_onnx(args):
     from .export import export_onnx
     from .model import load
+    _writable(args.output)
     net = load(args.cfg, args.weights, width=args.width, height=args.height, device="cpu")
     names = export_onnx(net, args.output, opset=args.opset)
     c, h, w = net.net_input_shape.c, net.net_input_shape.h, net.net_input_shape.w
     print(f"wrote {args.output}: input (batch, {c}, {h}, {w}), outputs {', '.join(names)}, opset {args.opset}")
 
 
-def _write_png(path, image) -> None:
+def _writable(path):
+    """Refuse now an output file whose folder is missing or read-only, not after the work."""
+    from .files import check_output_file
+    return check_output_file(path, DarknetError)
+
+
+def _write_image(path, image) -> None:
     import cv2
-    if not cv2.imwrite(str(path), image):
-        raise DarknetError(f"{path}: cannot write the PNG")
+
+    from .files import free_space
+    try:
+        written = cv2.imwrite(str(path), image)
+    except cv2.error as e:
+        raise DarknetError(f"{path}: cannot write the image: {str(e).strip().splitlines()[-1]}") from None
+    if not written:
+        raise DarknetError(f"{path}: cannot write the image ({free_space(Path(path).parent)})")
 
 
 def cmd_show_batch(args):
     """A grid of the augmented samples ``detector train`` would start with, boxes drawn."""
     from .plots import batch_grid, training_batch
+    _writable(args.out)
     images, truths, trainer = training_batch(args.data, args.cfg, overrides=args.set, seed=args.seed,
                                              mixup=args.mixup, count=args.images)
-    _write_png(args.out, batch_grid(images.numpy(), truths.numpy(), trainer.data.names, trainer.data.classes))
+    _write_image(args.out, batch_grid(images.numpy(), truths.numpy(), trainer.data.names, trainer.data.classes))
     boxes = int((truths[..., 2] > 0).sum())
     print(f"wrote {args.out}: {len(images)} images of {images.shape[3]} x {images.shape[2]}, {boxes} boxes")
 
@@ -303,13 +308,14 @@ def cmd_plot_lr(args):
     from .model import Darknet
     from .plots import lr_chart
     from .train.schedule import rate_curve
+    _writable(args.out)
     net = Darknet(args.cfg, overrides=args.set, init=False).net
     if net.max_batches <= 0:
         raise DarknetError(f"{args.cfg}: max_batches must be set (e.g. --set max_batches=500)")
     rates = rate_curve(net, args.seed)
     title = (f"learning rate: policy={net.policy}, learning_rate={net.learning_rate:g}, burn_in={net.burn_in}, "
              f"max_batches={net.max_batches}")
-    _write_png(args.out, lr_chart(rates, title)[0])
+    _write_image(args.out, lr_chart(rates, title)[0])
     print(f"wrote {args.out}: rate from {rates.min():g} to {rates.max():g} over {len(rates)} updates")
 
 
@@ -332,11 +338,11 @@ def _add_set(p) -> None:
 
 def _add_calc_anchors(p) -> None:
     p.add_argument("data", help=".data file; its train= labels are clustered")
-    p.add_argument("-num_of_clusters", "--num-of-clusters", type=int, default=5, help="number of anchors (5)")
-    p.add_argument("-width", "--width", type=int, required=True, help="network width in pixels")
-    p.add_argument("-height", "--height", type=int, required=True, help="network height in pixels")
+    p.add_argument("-num_of_clusters", "--num-of-clusters", type=positive_int, default=5, help="number of anchors (5)")
+    p.add_argument("-width", "--width", type=positive_int, required=True, help="network width in pixels")
+    p.add_argument("-height", "--height", type=positive_int, required=True, help="network height in pixels")
     p.add_argument("-out", "--out", default="anchors.txt", help="file for the anchors (Darknet: anchors.txt)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random initial centres")
+    p.add_argument("--seed", type=seed, default=0, help="seed of the random initial centres")
     p.set_defaults(func=cmd_calc_anchors)
 
 
@@ -352,9 +358,9 @@ def add_tool_parsers(sub, detector) -> None:
     p.add_argument("cfg")
     p.add_argument("weights")
     p.add_argument("output", help="the .onnx file to write")
-    p.add_argument("--width", type=int, help="override [net] width (the exported size is fixed)")
-    p.add_argument("--height", type=int, help="override [net] height")
-    p.add_argument("--opset", type=int, default=17)
+    p.add_argument("--width", type=positive_int, help="override [net] width (the exported size is fixed)")
+    p.add_argument("--height", type=positive_int, help="override [net] height")
+    p.add_argument("--opset", type=positive_int, default=17)
     p.set_defaults(func=cmd_export_onnx)
 
     p = sub.add_parser("show-batch", help="a PNG grid of one augmented training batch with its boxes")
@@ -362,16 +368,16 @@ def add_tool_parsers(sub, detector) -> None:
     p.add_argument("cfg")
     p.add_argument("--out", default="batch.png")
     _add_set(p)
-    p.add_argument("--mixup", type=float, default=0.0, metavar="P", help="as detector train --mixup")
-    p.add_argument("--seed", type=int, default=0, help="as detector train --seed")
-    p.add_argument("--images", type=int, help="how many samples (default: one mini-batch, batch/subdivisions)")
+    p.add_argument("--mixup", type=probability, default=0.0, metavar="P", help="as detector train --mixup")
+    p.add_argument("--seed", type=seed, default=0, help="as detector train --seed")
+    p.add_argument("--images", type=positive_int, help="how many samples (default: one mini-batch, batch/subdivisions)")
     p.set_defaults(func=cmd_show_batch)
 
     p = sub.add_parser("plot-lr", help="a PNG of the learning rate over max_batches")
     p.add_argument("cfg")
     p.add_argument("--out", default="lr.png")
     _add_set(p)
-    p.add_argument("--seed", type=int, default=0, help="seed of policy=random's draws (as detector train)")
+    p.add_argument("--seed", type=seed, default=0, help="seed of policy=random's draws (as detector train)")
     p.set_defaults(func=cmd_plot_lr)
 
 
@@ -381,8 +387,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("summary", help="print Darknet's layer table and total BFLOPs of a cfg")
     p.add_argument("cfg")
-    p.add_argument("--width", type=int, help="override [net] width")
-    p.add_argument("--height", type=int, help="override [net] height")
+    p.add_argument("--width", type=positive_int, help="override [net] width")
+    p.add_argument("--height", type=positive_int, help="override [net] height")
     p.set_defaults(func=cmd_summary)
 
     detector = sub.add_parser("detector", help="Darknet's detector verbs").add_subparsers(dest="verb", required=True)
@@ -391,9 +397,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("cfg")
     p.add_argument("weights")
     p.add_argument("image", nargs="?", help="image path (else paths are read from stdin)")
-    p.add_argument("-thresh", "--thresh", type=float, default=0.25)
-    p.add_argument("-hier", "--hier", type=float, default=0.5)
-    p.add_argument("-nms", "--nms", type=float, default=0.45)
+    p.add_argument("-thresh", "--thresh", type=probability, default=0.25)
+    p.add_argument("-hier", "--hier", type=probability, default=0.5)
+    p.add_argument("-nms", "--nms", type=probability, default=0.45)
     p.add_argument("-out", "--out", default="predictions", help="output name without .jpg")
     p.add_argument("--precision", choices=["exact", "fast"], default="exact")
     _add_letterbox(p)
@@ -406,11 +412,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_set(p)
     p.add_argument("-clear", "--clear", action="store_true", help="start at seen=0 (iteration 0)")
     p.add_argument("--backup", help="checkpoint folder (default: backup= of the .data file)")
-    p.add_argument("--seed", type=int, default=0, help="seed of image order and augmentation")
-    p.add_argument("--workers", type=int, default=2, help="data-loading processes")
-    p.add_argument("--mixup", type=float, default=0.0, metavar="P",
+    p.add_argument("--seed", type=seed, default=0, help="seed of image order and augmentation")
+    p.add_argument("--workers", type=non_negative_int, default=2, help="data-loading processes")
+    p.add_argument("--mixup", type=probability, default=0.0, metavar="P",
                    help="Bag of Freebies: geometry-preserving mixup with probability P per image")
-    p.add_argument("--label-smoothing", type=float, default=0.0, metavar="EPS",
+    p.add_argument("--label-smoothing", type=probability, default=0.0, metavar="EPS",
                    help="Bag of Freebies: class targets (1-EPS)*onehot + EPS/classes")
     p.add_argument("--multi-scale", action="store_true",
                    help="as random=1 in the last head: a new size every 10 iterations (pjreddie: "
@@ -418,11 +424,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "resize_step)")
     p.add_argument("--amp", action="store_true", help="mixed precision (bfloat16 autocast)")
     p.add_argument("--sync-bn", action="store_true", help="synchronized batch norm under torchrun")
-    p.add_argument("--last-every", type=int, default=100, help="iterations between _last.weights saves")
-    p.add_argument("--valid-every", type=int, help="iterations between mAP checks (0: never; "
+    p.add_argument("--last-every", type=positive_int, default=100, help="iterations between _last.weights saves")
+    p.add_argument("--valid-every", type=non_negative_int, help="iterations between mAP checks (0: never; "
                    "default: every 4 epochs when the .data file has valid=)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--device", help="cpu, cuda, cuda:1 (default: CUDA when present)")
+    p.add_argument("--device", type=device, help="cpu, cuda, cuda:1 (default: CUDA when present)")
     p.set_defaults(func=cmd_detector_train)
 
     for verb, func, text in (("map", cmd_detector_map, "Darknet's per-class AP table and mAP on valid="),
@@ -431,19 +437,19 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("data")
         p.add_argument("cfg")
         p.add_argument("weights")
-        p.add_argument("--batch", type=int, default=8, help="images per forward pass")
-        p.add_argument("-nms", "--nms", type=float, default=0.45)
-        p.add_argument("--low-thresh", type=float, default=0.005, help="detection threshold (Darknet: .005)")
+        p.add_argument("--batch", type=positive_int, default=8, help="images per forward pass")
+        p.add_argument("-nms", "--nms", type=probability, default=0.45)
+        p.add_argument("--low-thresh", type=probability, default=0.005, help="detection threshold (Darknet: .005)")
         p.add_argument("--coco-gt", help="COCO instances json of the same images: COCO ids / 12-number summary")
         p.add_argument("--precision", choices=["exact", "fast"], default="exact")
         p.add_argument("--no-progress", action="store_true")
         _add_letterbox(p)
         p.set_defaults(func=func)
         if verb == "map":
-            p.add_argument("-iou_thresh", "--iou-thresh", type=float, default=0.5)
+            p.add_argument("-iou_thresh", "--iou-thresh", type=probability, default=0.5)
             p.add_argument("-points", "--points", type=int, default=0, choices=[0, 11, 101],
                            help="0: area under the curve (Darknet's default), 11: VOC2007, 101: COCO")
-            p.add_argument("-thresh", "--thresh", type=float, default=0.25, help="for TP/FP/FN, F1, IoU")
+            p.add_argument("-thresh", "--thresh", type=probability, default=0.25, help="for TP/FP/FN, F1, IoU")
             p.add_argument("--thresh-sweep", action="store_true",
                            help="AP50 and box count at conf_thresh 0.1, 0.01, 0.001, 0.0001")
             p.add_argument("--chart", help="precision-recall chart PNG (default pr_chart.png)")
@@ -456,7 +462,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("cfg")
     p.add_argument("weights")
     p.add_argument("out")
-    p.add_argument("n", type=int, help="number of layers to keep (darknet53.conv.74: 74)")
+    p.add_argument("n", type=non_negative_int, help="number of layers to keep (darknet53.conv.74: 74)")
     p.set_defaults(func=cmd_partial)
 
     p = sub.add_parser("convert", help="between .weights and a PyTorch state_dict (.pt), both ways")
@@ -468,16 +474,16 @@ def build_parser() -> argparse.ArgumentParser:
     data = sub.add_parser("data", help="generate datasets").add_subparsers(dest="kind", required=True)
     p = data.add_parser("shapes", help="a seeded Darknet-layout dataset of coloured shapes (+ COCO json)")
     p.add_argument("out")
-    p.add_argument("--n", type=int, default=2000)
-    p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--size", type=int, default=256, help="image side in pixels")
-    p.add_argument("--val-fraction", type=float, default=0.0)
+    p.add_argument("--n", type=positive_int, default=2000)
+    p.add_argument("--seed", type=seed, default=1)
+    p.add_argument("--size", type=positive_int, default=256, help="image side in pixels")
+    p.add_argument("--val-fraction", type=probability, default=0.0)
     p.set_defaults(func=cmd_data_shapes)
 
     p = sub.add_parser("demo", help="the shipped shapes model on the shipped samples, and its mAP "
                                     "on a freshly generated validation set")
     p.add_argument("--out", default="demo", help="folder for annotated samples and the validation set")
-    p.add_argument("--n-valid", type=int, default=300, help="validation images to generate")
+    p.add_argument("--n-valid", type=positive_int, default=300, help="validation images to generate")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_demo)
 
@@ -488,24 +494,51 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--names", required=True)
     p.add_argument("--out", default="detections", help="folder for annotated copies")
     p.add_argument("--json", help="write COCO-format results here")
-    p.add_argument("--thresh", type=float, default=0.25)
-    p.add_argument("--nms", type=float, default=0.45)
+    p.add_argument("--thresh", type=probability, default=0.25)
+    p.add_argument("--nms", type=probability, default=0.45)
     p.add_argument("--precision", choices=["exact", "fast"], default="exact")
     _add_letterbox(p)
     p.set_defaults(func=cmd_detect)
     return parser
 
 
+EXIT_ERROR, EXIT_INTERNAL, EXIT_INTERRUPTED = 1, 3, 130  # argparse exits 2 on bad arguments
+
+
 def main(argv=None) -> int:
+    """Run a command; every failure ends as one line on stderr and an exit status, never a
+    traceback (``-v`` adds the traceback of an unexpected one)."""
+    for stream in (sys.stdout, sys.stderr):  # file names that are not UTF-8 print escaped
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s: %(message)s")
     try:
         args.func(args)
     except DarknetError as e:
-        print(f"darknet-py: error: {e}", file=sys.stderr)
-        return 1
+        return _fail(f"error: {e}", EXIT_ERROR)
+    except BrokenPipeError:  # `darknet-py ... | head`: the reader left
+        sys.stdout = open(os.devnull, "w")
+        return EXIT_ERROR
+    except OSError as e:  # a full disk, a read-only folder, a vanished file
+        where = f" ({e.filename})" if e.filename else ""
+        return _fail(f"error: {e.strerror or e}{where}", EXIT_ERROR)
+    except MemoryError:
+        return _fail("error: out of memory (lower the batch or the image size, or raise DARKNET_PY_MAX_BYTES "
+                     "only if the machine has the memory)", EXIT_ERROR)
+    except KeyboardInterrupt:
+        return _fail("interrupted", EXIT_INTERRUPTED)
+    except Exception as e:  # a bug of ours: say so in one line, the traceback under -v
+        logging.getLogger(__name__).debug("traceback", exc_info=True)
+        return _fail(f"internal error: {type(e).__name__}: {e} (please report it; -v shows the traceback)",
+                     EXIT_INTERNAL)
     return 0
+
+
+def _fail(message: str, status: int) -> int:
+    print(f"darknet-py: {message}", file=sys.stderr)
+    return status
 
 
 if __name__ == "__main__":
