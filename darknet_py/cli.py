@@ -142,8 +142,9 @@ def cmd_detector_train(args):
 
 def cmd_data_shapes(args):
     from .shapes import generate_shapes
-    data = generate_shapes(args.out, args.n, args.seed, size=args.size, val_fraction=args.val_fraction)
-    print(f"wrote {args.n} images; data file {data}")
+    n_valid = max(1, args.n // 10) if args.valid is None else args.valid
+    data = generate_shapes(args.out, args.n, args.seed, size=args.size, n_valid=n_valid)
+    print(f"wrote {args.n} training and {n_valid} validation images; data file {data}")
 
 
 def _validation(args):
@@ -162,8 +163,9 @@ def _validation(args):
 def cmd_detector_map(args):
     """Darknet's ``detector map`` table; optionally a threshold sweep, a PR chart, COCO's 12 numbers."""
     from .evaluate import format_map_table, mean_average_precision
-    from .validate import SWEEP, coco_results, coco_summary, draw_pr_chart, image_ids, threshold_sweep
-    chart = _writable(args.chart or "pr_chart.png")
+    from .validate import SWEEP, coco_results, coco_summary, image_ids, threshold_sweep
+    if args.chart:
+        _writable(args.chart)
     low = args.low_thresh
     if args.thresh_sweep:
         args.low_thresh = min(low, *SWEEP)  # one pass at the lowest; higher ones are subsets
@@ -183,8 +185,10 @@ def cmd_detector_map(args):
         print()
         for name, value in coco_summary(args.coco_gt, records).items():
             print(f"  {name:<10} {value:.3f}")
-    _write_image(chart, draw_pr_chart(result))
-    print(f"precision-recall chart: {chart}")
+    if args.chart:
+        from .plots import pr_chart, save_png
+        save_png(pr_chart(result), args.chart)
+        print(f"precision-recall chart: {args.chart}")
 
 
 def _category_ids(ground_truth):
@@ -294,7 +298,8 @@ def _write_image(path, image) -> None:
 
 def cmd_show_batch(args):
     """A grid of the augmented samples ``detector train`` would start with, boxes drawn."""
-    from .plots import batch_grid, training_batch
+    from .draw import batch_grid
+    from .train.preview import training_batch
     _writable(args.out)
     images, truths, trainer = training_batch(args.data, args.cfg, overrides=args.set, seed=args.seed,
                                              mixup=args.mixup, count=args.images)
@@ -306,7 +311,7 @@ def cmd_show_batch(args):
 def cmd_plot_lr(args):
     """The learning rate of every update 1..max_batches under the cfg's policy."""
     from .model import Darknet
-    from .plots import lr_chart
+    from .plots import lr_chart, save_png
     from .train.schedule import rate_curve
     _writable(args.out)
     net = Darknet(args.cfg, overrides=args.set, init=False).net
@@ -315,7 +320,7 @@ def cmd_plot_lr(args):
     rates = rate_curve(net, args.seed)
     title = (f"learning rate: policy={net.policy}, learning_rate={net.learning_rate:g}, burn_in={net.burn_in}, "
              f"max_batches={net.max_batches}")
-    _write_image(args.out, lr_chart(rates, title)[0])
+    save_png(lr_chart(rates, title, log=args.log), args.out)
     print(f"wrote {args.out}: rate from {rates.min():g} to {rates.max():g} over {len(rates)} updates")
 
 
@@ -366,7 +371,7 @@ def add_tool_parsers(sub, detector) -> None:
     p = sub.add_parser("show-batch", help="a PNG grid of one augmented training batch with its boxes")
     p.add_argument("data")
     p.add_argument("cfg")
-    p.add_argument("--out", default="batch.png")
+    p.add_argument("--out", required=True, metavar="PNG", help="where to write the picture")
     _add_set(p)
     p.add_argument("--mixup", type=probability, default=0.0, metavar="P", help="as detector train --mixup")
     p.add_argument("--seed", type=seed, default=0, help="as detector train --seed")
@@ -375,14 +380,17 @@ def add_tool_parsers(sub, detector) -> None:
 
     p = sub.add_parser("plot-lr", help="a PNG of the learning rate over max_batches")
     p.add_argument("cfg")
-    p.add_argument("--out", default="lr.png")
+    p.add_argument("--out", required=True, metavar="PNG", help="where to write the chart")
+    p.add_argument("--log", action="store_true", help="a logarithmic rate axis")
     _add_set(p)
     p.add_argument("--seed", type=seed, default=0, help="seed of policy=random's draws (as detector train)")
     p.set_defaults(func=cmd_plot_lr)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="darknet-py", description=__doc__)
+    parser = argparse.ArgumentParser(prog="darknet-py", description=__doc__ + " A cfg, .data, names or image "
+                                     "argument that is not an existing path names a packaged file of that name "
+                                     "(e.g. coco.data, yolov3.cfg, dog.jpg).")
     parser.add_argument("-v", "--verbose", action="store_true", help="log diagnostics")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("summary", help="print Darknet's layer table and total BFLOPs of a cfg")
@@ -452,7 +460,7 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("-thresh", "--thresh", type=probability, default=0.25, help="for TP/FP/FN, F1, IoU")
             p.add_argument("--thresh-sweep", action="store_true",
                            help="AP50 and box count at conf_thresh 0.1, 0.01, 0.001, 0.0001")
-            p.add_argument("--chart", help="precision-recall chart PNG (default pr_chart.png)")
+            p.add_argument("--chart", metavar="PNG", help="write the precision-recall chart there")
         else:
             p.add_argument("--out", default="results.json")
 
@@ -477,7 +485,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=positive_int, default=2000)
     p.add_argument("--seed", type=seed, default=1)
     p.add_argument("--size", type=positive_int, default=256, help="image side in pixels")
-    p.add_argument("--val-fraction", type=probability, default=0.0)
+    p.add_argument("--valid", type=non_negative_int, metavar="N", help="validation images, generated after the training "
+                   "ones into their own list valid.txt (default: a tenth of --n; 0: valid= is the training list)")
     p.set_defaults(func=cmd_data_shapes)
 
     p = sub.add_parser("demo", help="the shipped shapes model on the shipped samples, and its mAP "
@@ -505,6 +514,19 @@ def build_parser() -> argparse.ArgumentParser:
 EXIT_ERROR, EXIT_INTERNAL, EXIT_INTERRUPTED = 1, 3, 130  # argparse exits 2 on bad arguments
 
 
+# Arguments read as input files; one not found names a packaged file (darknet_py.resources).
+PACKAGED_INPUTS = {"cfg": "cfg", "data": ".data file", "names": "names file", "image": "image"}
+
+
+def _packaged_inputs(args) -> None:
+    from .resources import input_path
+    for key, what in PACKAGED_INPUTS.items():
+        if isinstance(getattr(args, key, None), str):
+            setattr(args, key, input_path(getattr(args, key), what))
+    if getattr(args, "command", None) == "detect":
+        args.paths = [input_path(path, "input") for path in args.paths]
+
+
 def main(argv=None) -> int:
     """Run a command; every failure ends as one line on stderr and an exit status, never a
     traceback (``-v`` adds the traceback of an unexpected one)."""
@@ -515,6 +537,7 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s: %(message)s")
     try:
+        _packaged_inputs(args)
         args.func(args)
     except DarknetError as e:
         return _fail(f"error: {e}", EXIT_ERROR)

@@ -10,12 +10,14 @@ from .errors import CfgError
 
 def resolve(value: str, data_file: Path) -> Path:
     """Darknet opens paths relative to the working directory; we also try the .data file's
-    folder and its parent (cfg/coco.data names data/coco.names from the repository root)."""
+    folder and its parent (cfg/coco.data names data/coco.names from the repository root), then
+    the packaged file of that name (:func:`darknet_py.resources.input_path`)."""
+    from .resources import input_path
     path = Path(value)
     for candidate in (path, data_file.parent / path, data_file.parent.parent / path):
         if candidate.exists():
             return candidate
-    return path
+    return Path(input_path(value, f"{data_file.name}'s file"))
 
 
 def load_names(path) -> list[str]:

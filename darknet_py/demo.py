@@ -1,7 +1,8 @@
 """The embedded default: the shipped shapes model on the shipped sample images, then its mAP on
 a validation set generated on the spot. Needs nothing but this repository.
 
-The model is ``cfg/yolov3-tiny-shapes.cfg`` with ``data/yolov3-tiny-shapes.weights``, trained by
+The model is ``cfg/yolov3-tiny-shapes.cfg`` with ``data/yolov3-tiny-shapes.weights`` (packaged
+files, :mod:`darknet_py.resources`), trained by
 this project's own ``detector train`` on ``darknet-py data shapes ... --seed 1`` (the README has
 the command). The samples in ``data/shapes/`` are images 1-6 of ``--seed 3``; validation uses
 ``--seed 2``, so neither was seen in training.
@@ -11,11 +12,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-CFG = ROOT / "cfg" / "yolov3-tiny-shapes.cfg"
-WEIGHTS = ROOT / "data" / "yolov3-tiny-shapes.weights"
-SAMPLES = ROOT / "data" / "shapes"
-NAMES = ROOT / "data" / "shapes.names"
+from .resources import packaged
+
+CFG = packaged("cfg/yolov3-tiny-shapes.cfg")
+WEIGHTS = packaged("data/yolov3-tiny-shapes.weights")
+SAMPLES = packaged("data/shapes")
+NAMES = packaged("data/shapes.names")
 VALID_SEED = 2
 
 

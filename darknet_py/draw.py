@@ -1,5 +1,8 @@
-"""Annotated pictures as Darknet's ``draw_detections`` makes them, and COCO result records."""
+"""Pictures: detections as Darknet's ``draw_detections`` draws them, training images with their
+truth boxes, and COCO result records."""
 from __future__ import annotations
+
+import math
 
 import cv2
 import numpy as np
@@ -83,3 +86,43 @@ def coco_records(det, image_id: int, w: int, h: int, coco: bool, thresh: float =
                             "bbox": [round(xmin, 4), round(ymin, 4), round(xmax - xmin, 4), round(ymax - ymin, 4)],
                             "score": round(float(det.probs[i, j]), 6)})
     return records
+
+
+def tile(images: list[np.ndarray], gap: int = 2) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """Equal-sized BGR images in a near-square grid on white; returns it and each image's
+    top-left (x, y)."""
+    h, w = images[0].shape[:2]
+    cols = math.ceil(math.sqrt(len(images)))
+    rows = math.ceil(len(images) / cols)
+    canvas = np.full((rows * h + (rows - 1) * gap, cols * w + (cols - 1) * gap, 3), 255, np.uint8)
+    origins = []
+    for k, im in enumerate(images):
+        x, y = (k % cols) * (w + gap), (k // cols) * (h + gap)
+        canvas[y:y + h, x:x + w] = im
+        origins.append((x, y))
+    return canvas, origins
+
+
+def to_bgr(image) -> np.ndarray:
+    """A float (3, h, w) RGB image in [0, 1] -> uint8 BGR (h, w, 3)."""
+    rgb = np.asarray(image, np.float32).transpose(1, 2, 0)
+    return np.ascontiguousarray((np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8)[..., ::-1])
+
+
+def batch_grid(images, truths, names: list[str], classes: int) -> np.ndarray:
+    """Training images with their truth boxes (rows ``x, y, w, h, class, weight``, zero rows
+    unused), each box in its class's Darknet colour with the class name: a BGR grid."""
+    tiles = []
+    for image, rows in zip(images, truths):
+        bgr = to_bgr(image)
+        h, w = bgr.shape[:2]
+        for x, y, bw, bh, cls, _ in np.asarray(rows, np.float32).tolist():
+            if bw <= 0 or bh <= 0:
+                continue
+            colour = class_colour(int(cls), classes)
+            left, top, right, bot = pixel_box((x, y, bw, bh), w, h)
+            cv2.rectangle(bgr, (left, top), (right, bot), colour, 1)
+            name = names[int(cls)] if int(cls) < len(names) else str(int(cls))
+            cv2.putText(bgr, name, (left + 2, min(top + 10, h - 2)), cv2.FONT_HERSHEY_SIMPLEX, 0.3, colour, 1)
+        tiles.append(bgr)
+    return tile(tiles)[0]

@@ -81,7 +81,7 @@ def export_onnx(net, path, *, opset: int = OPSET) -> list[str]:
     try:
         import onnx
     except ImportError:
-        raise ExportError("ONNX export needs the onnx package: pip install 'darknet-py[onnx]'") from None
+        raise ExportError("ONNX export needs the onnx package: pip install 'darknet-torch[onnx]'") from None
     net.eval()
     shape = net.net_input_shape
     x = torch.rand(1, shape.c, shape.h, shape.w)

@@ -197,30 +197,32 @@ def _coco_annotations(image_id: int, shapes, first_id: int) -> list[dict]:
     return out
 
 
-def _write_lists(out: Path, n: int, val_fraction: float) -> tuple[Path, Path]:
-    """train.txt (and valid.txt: the last ``val_fraction`` of the images) of absolute paths."""
-    paths = [str((out / "images" / f"{i + 1:06d}.jpg").resolve()) for i in range(n)]
-    n_valid = int(round(n * val_fraction))
+def _write_lists(out: Path, n: int, n_valid: int) -> tuple[Path, Path]:
+    """train.txt of images 1..n and, when ``n_valid`` > 0, valid.txt of the images after them
+    (absolute paths); without a validation set, valid= is the training list, as Darknet's default."""
+    paths = [str((out / "images" / f"{i + 1:06d}.jpg").resolve()) for i in range(n + n_valid)]
     train = out / "train.txt"
-    train.write_text("".join(p + "\n" for p in paths[:n - n_valid]))
+    train.write_text("".join(p + "\n" for p in paths[:n]))
     if not n_valid:
         return train, train
     valid = out / "valid.txt"
-    valid.write_text("".join(p + "\n" for p in paths[n - n_valid:]))
+    valid.write_text("".join(p + "\n" for p in paths[n:]))
     return train, valid
 
 
-def generate_shapes(out_dir, n: int, seed: int, size: int = 256, val_fraction: float = 0.0) -> Path:
-    """Write ``n`` images with labels, lists, names, a .data file and annotations.json under
-    ``out_dir``; returns the .data file's path. Same seed, same bytes (list and .data files
-    hold absolute paths, so those match only in the same folder)."""
-    if not 0 <= val_fraction < 1:
-        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+def generate_shapes(out_dir, n: int, seed: int, size: int = 256, n_valid: int = 0) -> Path:
+    """Write ``n`` training images and ``n_valid`` validation images after them (numbered on,
+    so the training images do not depend on ``n_valid``) with labels, lists, names, a .data
+    file and annotations.json under ``out_dir``; returns the .data file's path. Same seed,
+    same bytes (list and .data files hold absolute paths, so those match only in the same
+    folder)."""
+    if n < 1 or n_valid < 0:
+        raise ValueError(f"need n >= 1 training images and n_valid >= 0, got {n} and {n_valid}")
     out = Path(out_dir).resolve()
     for folder in ("images", "labels", "backup"):
         (out / folder).mkdir(parents=True, exist_ok=True)
     images, annotations = [], []
-    for i in range(n):
+    for i in range(n + n_valid):
         image, shapes = render_image(seed, i, size)
         ok, jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
         if not ok:
@@ -234,9 +236,9 @@ def generate_shapes(out_dir, n: int, seed: int, size: int = 256, val_fraction: f
     (out / "annotations.json").write_text(json.dumps(coco))
     names = out / "shapes.names"
     names.write_text("".join(name + "\n" for name in CLASSES))
-    train, valid = _write_lists(out, n, val_fraction)
+    train, valid = _write_lists(out, n, n_valid)
     data = out / "shapes.data"
     data.write_text(f"classes={len(CLASSES)}\ntrain={train}\nvalid={valid}\nnames={names}\n"
                     f"backup={out / 'backup'}\n")
-    log.info("wrote %d shapes images (%d objects) to %s", n, len(annotations), out)
+    log.info("wrote %d + %d shapes images (%d objects) to %s", n, n_valid, len(annotations), out)
     return data

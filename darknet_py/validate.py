@@ -4,7 +4,6 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from .detect import detect
@@ -137,20 +136,3 @@ def image_ids(paths, ground_truth=None):
         ids.append(int(digits))
     return ids
 
-
-def draw_pr_chart(result, size=(640, 480)) -> np.ndarray:
-    """Precision-recall curve of every class (BGR image), AP in the legend."""
-    from .draw import get_color
-    from .plots import FONT, Axes
-    axes = Axes(size, margins=(50, 190, 20, 40))
-    axes.grid(xfmt="{:.1f}", yfmt="{:.1f}")
-    n = max(len(result.classes), 1)
-    for c in result.classes:
-        colour = tuple(int(255 * get_color(ch, c.index, n)) for ch in (0, 1, 2))
-        if len(c.recall):
-            axes.line(c.recall, c.precision, colour)
-        if c.index < 25:
-            cv2.putText(axes.img, f"{c.name[:14]} {c.ap * 100:.1f}", (axes.right + 10, axes.top + 10 + 16 * c.index),
-                        FONT, 0.4, colour, 1)
-    axes.caption(f"recall (x), precision (y); mAP@{result.iou_thresh:.2f} = {result.map * 100:.2f} %")
-    return axes.img

@@ -58,12 +58,26 @@ def test_layout_and_data_file(dataset):
         assert image.shape == (SIZE, SIZE, 3)
 
 
-def test_validation_split(tmp_path):
-    data = DataConfig.from_file(generate_shapes(tmp_path, 8, SEED, size=64, val_fraction=0.25))
+def test_validation_list_is_separate_and_leaves_the_training_images_alone(tmp_path):
+    data = DataConfig.from_file(generate_shapes(tmp_path / "a", 6, SEED, size=64, n_valid=2))
     train = Path(data.train).read_text().splitlines()
     valid = Path(data.valid).read_text().splitlines()
     assert Path(data.valid).name == "valid.txt" and len(valid) == 2 and len(train) == 6
-    assert sorted(train + valid) == sorted(str(p) for p in (tmp_path / "images").glob("*.jpg"))
+    assert not set(train) & set(valid)
+    assert sorted(train + valid) == sorted(str(p) for p in (tmp_path / "a" / "images").glob("*.jpg"))
+    alone = DataConfig.from_file(generate_shapes(tmp_path / "b", 6, SEED, size=64))
+    assert alone.valid == alone.train  # no validation set: Darknet's default, valid= the training list
+    for a, b in zip(train, Path(alone.train).read_text().splitlines()):
+        assert Path(a).read_bytes() == Path(b).read_bytes()
+
+
+def test_data_shapes_cli_writes_a_validation_list_by_default(tmp_path, capsys):
+    from darknet_py.cli import main
+    assert main(["data", "shapes", str(tmp_path), "--n", "20", "--size", "32"]) == 0
+    assert "20 training and 2 validation images" in capsys.readouterr().out
+    data = DataConfig.from_file(tmp_path / "shapes.data")
+    assert len(Path(data.train).read_text().splitlines()) == 20
+    assert len(Path(data.valid).read_text().splitlines()) == 2
 
 
 def test_labels_in_range_with_one_to_six_objects(dataset):

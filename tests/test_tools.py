@@ -17,8 +17,7 @@ from darknet_py.errors import WeightsError
 from darknet_py.export import ExportError, export_onnx
 from darknet_py.draw import class_colour, pixel_box
 from darknet_py.model import Darknet, load
-from darknet_py.plots import CURVE, lr_chart, training_batch
-from darknet_py.train.schedule import rate_curve
+from darknet_py.train.preview import training_batch
 from darknet_py.train.dataset import open_dataset
 from darknet_py.weights import Header, expected_size
 
@@ -262,46 +261,9 @@ def test_onnx_export_names_the_layer_it_cannot_express(tmp_path):
     assert not out.exists()
 
 
-# -- plot-lr, show-batch -------------------------------------------------------------------------
+# -- show-batch (plot-lr: test_plots.py) -------------------------------------------------------------------------
 
 SHAPES_CFG = str(CFG / "yolov3-tiny-shapes.cfg")
-
-
-def test_plot_lr_draws_the_schedule(tmp_path):
-    overrides = ["max_batches=300", "burn_in=50", "policy=steps", "steps=150,250", "scales=.1,.1"]
-    out = tmp_path / "lr.png"
-    assert main(["plot-lr", SHAPES_CFG, "--out", str(out), *(a for o in overrides for a in ("--set", o))]) == 0
-    img = cv2.imread(str(out))
-    assert img.shape == (480, 800, 3)
-    rates = rate_curve(Darknet(SHAPES_CFG, overrides=overrides, init=False).net)
-    assert len(rates) == 300 and np.allclose(rates[[99, 199, 259]], [0.004, 0.0004, 0.00004])
-    axes = lr_chart(rates, "")[1]
-
-    def on_curve(iteration, rate):
-        col, row = axes.px(iteration, rate)
-        return tuple(img[row, col]) == CURVE
-
-    for iteration in (10, 30, 100, 149, 150, 200, 260, 300):
-        assert on_curve(iteration, rates[iteration - 1]), iteration
-    assert not on_curve(200, 0.004) and not on_curve(100, 0.0004)
-    rows = {i: axes.px(i, rates[i - 1])[1] for i in (10, 30, 100, 200, 260)}
-    assert rows[10] > rows[30] > rows[100]  # burn-in rises (rows grow downwards)
-    assert rows[100] < rows[200] < rows[260]  # each step goes down
-
-
-def test_plot_lr_with_a_cosine_policy_and_no_max_batches(tmp_path, capsys):
-    out = tmp_path / "lr.png"
-    assert main(["plot-lr", SHAPES_CFG, "--out", str(out), "--set", "policy=cosine", "--set", "max_batches=200",
-                 "--set", "burn_in=0"]) == 0
-    img = cv2.imread(str(out))
-    rates = rate_curve(Darknet(SHAPES_CFG, overrides=["policy=cosine", "max_batches=200", "burn_in=0"],
-                               init=False).net)
-    axes = lr_chart(rates, "")[1]
-    cols_rows = [axes.px(i, rates[i - 1]) for i in (1, 100, 200)]
-    assert all(tuple(img[r, c]) == CURVE for c, r in cols_rows)
-    assert cols_rows[0][1] < cols_rows[1][1] < cols_rows[2][1]
-    assert main(["plot-lr", SHAPES_CFG, "--out", str(out), "--set", "max_batches=0"]) == 1
-    assert "max_batches must be set" in capsys.readouterr().err
 
 
 def test_show_batch_puts_boxes_where_the_labels_are(tmp_path):

@@ -64,9 +64,11 @@ def cosine(net: NetConfig, progress: float) -> float:
 
 
 def rate_curve(net: NetConfig, seed: int = 0) -> np.ndarray:
-    """The rate of every update 1..max_batches (for charts and ``plot-lr``)."""
-    return np.array([learning_rate(net, b, uniform_draw(seed, b)) for b in range(1, net.max_batches + 1)],
-                    dtype=F32)
+    """The rate of every update 1..max_batches (for charts and ``plot-lr``); only
+    ``policy=random`` pays for a random draw per update."""
+    draws = net.policy == "random"
+    return np.array([learning_rate(net, b, uniform_draw(seed, b) if draws else None)
+                     for b in range(1, net.max_batches + 1)], dtype=F32)
 
 
 def uniform_draw(seed: int, batch_num: int) -> float:

@@ -1,0 +1,6 @@
+"""``python -m darknet_py`` is the ``darknet-py`` command."""
+import sys
+
+from .cli import main
+
+sys.exit(main())
