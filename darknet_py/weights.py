@@ -108,7 +108,7 @@ def check_values(net, items, path, header_size=None) -> None:
     ``header_size`` they are a .weights file's, in its layout, and the byte offset is named."""
     offset = header_size
     for i, name, values in items:
-        problem = _bad_value(name, values)
+        problem = bad_value(name, values)
         if problem is not None:
             index, text = problem
             where = f" (byte offset {offset + 4 * index})" if offset is not None else ""
@@ -124,8 +124,9 @@ def check_values(net, items, path, header_size=None) -> None:
             offset += 4 * values.numel()
 
 
-def _bad_value(name, values):
-    """(flat index, description) of the first bad value, or None (one min/max pass when all is well)."""
+def bad_value(name, values):
+    """(flat index, description) of the first value of blob ``name`` that no trained network
+    holds, or None (one min/max pass when all is well)."""
     if values.numel() == 0:
         return None
     flat = values.detach().reshape(-1).float()

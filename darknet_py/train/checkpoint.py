@@ -6,8 +6,9 @@ The sidecar (``<name>.state``, a ``torch.save`` dict of tensors and numbers, rea
 sidecar that does not match its weights file (a crash between the two renames) is ignored,
 so a resumed run never pairs momentum with the wrong weights. A sidecar is checked field by
 field before training starts (keys, parameter groups, shapes, finite values); one that fails
-is refused naming the file and the field. Nothing non-finite is ever written: a checkpoint
-whose weights or momentum hold NaN or an infinity is refused before its first byte, and a
+is refused naming the file and the field. Nothing the loader would refuse is ever written: a
+checkpoint whose weights or momentum hold NaN, an infinity or an absurd magnitude is refused
+before its first byte, and a
 failed write (a full disk) names the folder and its free space; either way the previous
 file stays in place.
 """
@@ -23,6 +24,7 @@ import torch
 from ..atomic import atomic_write
 from ..errors import TrainingError, WeightsError
 from ..files import open_regular, write_failure
+from ..weights import bad_value
 
 log = logging.getLogger(__name__)
 STATE_VERSION = 1
@@ -33,19 +35,22 @@ def state_path(weights: Path) -> Path:
     return Path(weights).with_suffix(".state")
 
 
-def first_non_finite(net, optimizer=None) -> str | None:
-    """Where the first NaN or infinity of the network (parameters, statistics) or of the
-    optimizer's momentum is, or None when all values are finite."""
+def first_bad_value(net, optimizer=None) -> str | None:
+    """Where the first value the loader would refuse (weights.bad_value: NaN, an infinity, a
+    magnitude beyond ABSURD, a negative variance) is, in the network or the optimizer's
+    momentum; None when there is none."""
     names = {id(p): name for name, p in net.named_parameters()}
     for name, tensor in [*net.named_parameters(), *net.named_buffers()]:
-        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-            return f"'{name}'"
+        problem = bad_value(name.rsplit(".", 1)[-1], tensor) if tensor.is_floating_point() else None
+        if problem is not None:
+            return f"'{name}' value {problem[0]} is {problem[1]}"
     if optimizer is not None:
         for group in optimizer.param_groups:
             for p in group["params"]:
                 buffer = optimizer.state.get(p, {}).get("momentum_buffer")
-                if buffer is not None and not bool(torch.isfinite(buffer).all()):
-                    return f"the momentum of '{names.get(id(p), '?')}'"
+                problem = bad_value("momentum", buffer) if buffer is not None else None
+                if problem is not None:
+                    return f"the momentum of '{names.get(id(p), '?')}' value {problem[0]} is {problem[1]}"
     return None
 
 
@@ -54,9 +59,9 @@ def save_checkpoint(net, path, optimizer=None, extra=None) -> None:
     (TrainingError, nothing written) when a value is not finite; a failed write is a
     TrainingError naming the folder and its free space."""
     path = Path(path)
-    bad = first_non_finite(net, optimizer)
+    bad = first_bad_value(net, optimizer)
     if bad is not None:
-        raise TrainingError(f"{path}: not written: {bad} holds NaN or an infinity; the previous file stays in place")
+        raise TrainingError(f"{path}: not written: {bad}; the previous file stays in place")
     try:
         if optimizer is not None:
             state = {"version": STATE_VERSION, "seen": int(net.seen), "optimizer": optimizer.state_dict(),

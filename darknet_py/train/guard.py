@@ -1,13 +1,16 @@
-"""An optimizer step that never leaves NaN or an infinity in the weights or the momentum.
+"""An optimizer step that never leaves NaN, an infinity or an absurd magnitude (one the
+weights loader refuses, weights.bad_value) in the weights or the momentum.
 
 Finite gradients do not make a finite update: a huge momentum (a tampered sidecar), a huge
 learning rate or decay can overflow. The parameters and momentum are copied before the step
-and checked after it; a step that made anything non-finite is undone and reported, like a
+and checked after it; a step that made any of them bad is undone and reported, like a
 non-finite loss, so no checkpoint written later can hold its values.
 """
 from __future__ import annotations
 
 import torch
+
+from ..weights import bad_value
 
 
 class NonFiniteUpdate(Exception):
@@ -37,16 +40,18 @@ def guarded_step(optimizer, names: dict | None = None) -> None:
             state["momentum_buffer"].copy_(momentum[id(p)])
         else:
             state.pop("momentum_buffer", None)  # the first step made it: no momentum yet
-    what, p = bad
+    what, p, problem = bad
     name = (names or {}).get(id(p), f"a parameter of shape {tuple(p.shape)}")
-    raise NonFiniteUpdate(f"the update made {what} of {name} non-finite")
+    raise NonFiniteUpdate(f"the update made {what} of {name} {problem}; undone")
 
 
 def _first_bad(optimizer, params):
     for p in params:
-        if not bool(torch.isfinite(p).all()):
-            return "the weights", p
+        problem = bad_value("weights", p)
+        if problem is not None:
+            return "the values", p, problem[1]
         buffer = optimizer.state.get(p, {}).get("momentum_buffer")
-        if buffer is not None and not bool(torch.isfinite(buffer).all()):
-            return "the momentum", p
+        problem = bad_value("momentum", buffer) if buffer is not None else None
+        if problem is not None:
+            return "the momentum", p, problem[1]
     return None
