@@ -41,6 +41,7 @@ class DataConfig:
     valid: str | None = None
     backup: str = "backup"
     eval: str | None = None
+    names_file: Path | None = None  # where the names were read
 
     @classmethod
     def from_file(cls, path) -> "DataConfig":
@@ -54,4 +55,4 @@ class DataConfig:
         if len(names) < int(classes):
             raise CfgError(f"{names_file} lists {len(names)} names, classes={classes}", file=str(path))
         return cls(path, int(classes), names, options.get("train"), options.get("valid"),
-                   options.get("backup", "backup"), options.get("eval"))
+                   options.get("backup", "backup"), options.get("eval"), names_file)

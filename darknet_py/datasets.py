@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .cfg import MAX_TEXT_BYTES, read_data_file, read_text
-from .coco import read_coco
+from .coco_instances import read_coco
 from .datafile import resolve
 from .errors import CfgError, DarknetError
 from .files import kind_of, read_regular

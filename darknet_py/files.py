@@ -91,18 +91,6 @@ def check_writable_folder(folder, error: Callable[[str], Exception] = _default_e
     return folder
 
 
-def check_output_file(path, error: Callable[[str], Exception] = _default_error, what: str = "output file") -> Path:
-    """The folder of ``path`` exists and takes a new file, and ``path`` is not a folder."""
-    path = Path(path)
-    if path.is_dir():
-        raise error(f"the {what} {path} is a directory")
-    folder = path.parent
-    if not folder.is_dir():
-        raise error(f"the {what} {path} is in a folder that does not exist ({folder})")
-    check_writable_folder(folder, error, create=False, what=f"folder of the {what}")
-    return path
-
-
 def write_failure(e: OSError, folder) -> str:
     """What a failed write says: the error, the folder and its free space."""
     target = e.filename or folder
