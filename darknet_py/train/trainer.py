@@ -24,7 +24,8 @@ import torch.distributed as dist
 
 from ..datafile import DataConfig
 from ..datasets import Problems, open_dataset
-from ..errors import DarknetError
+from ..errors import TrainingError
+from ..files import check_writable_folder, write_failure
 from ..model import Darknet, check_budget
 from ..weights import layers_in_file
 from . import multiscale
@@ -32,6 +33,7 @@ from .alexeyab_options import check_training_options, net_section
 from .augment import Augment
 from .augment_alexeyab import AlexeyabAugment
 from .checkpoint import load_state, save_checkpoint, state_path
+from .guard import NonFiniteUpdate, guarded_step
 from .samples import TrainingSamples, collate
 from .ema import WeightsEma
 from .log import TrainLog
@@ -52,10 +54,6 @@ AVG_LOSS_KEEP = 0.9  # avg_loss = avg_loss*.9 + loss*.1
 VALID_EVERY_EPOCHS, VALID_EVERY_MIN = 4, 100
 # tags of the random streams default_rng((seed, n, tag)) (schedule.py's policy=random uses 7)
 STREAM_ORDER, STREAM_SIZE = 1, 3
-
-
-class TrainingError(DarknetError):
-    """Training cannot go on (non-finite loss that persists, a cfg that cannot be trained)."""
 
 
 @dataclass
@@ -137,6 +135,8 @@ class Trainer:
 
     def __init__(self, data_file, cfg, weights=None, *, overrides=(), options: TrainOptions | None = None):
         self.options = options = options or TrainOptions()
+        if not 0 <= options.seed < 2**64:  # what numpy's and torch's generators take
+            raise TrainingError(f"seed={options.seed} is outside 0 .. 2**64 - 1")
         self.data = DataConfig.from_file(data_file) if data_file is not None else None
         self._setup_network(cfg, weights, overrides)
         self.best_map = None
@@ -200,7 +200,7 @@ class Trainer:
 
     def _resume(self, weights):
         """The optimizer's momentum, best mAP and EMA from the ``.state`` sidecar of ``weights``."""
-        state = load_state(weights, self.net.seen)
+        state = load_state(weights, self.net.seen, self.optimizer)  # checked field by field
         if state is not None:
             self.optimizer.load_state_dict(state["optimizer"])
             self.best_map = state.get("best_map")
@@ -375,13 +375,17 @@ class Trainer:
         loss = sum(head_losses.values()) / len(head_losses)
         record = UpdateRecord(batch_num, self.net.seen, rate, loss, head_losses, head_stats)
         if total[-1] > 0 or not math.isfinite(loss):
-            with torch.no_grad():
-                for b, old in zip(self.net.buffers(), saved_stats):
-                    b.copy_(old)  # batch-norm statistics from before the bad forward
             record.skipped = f"loss is {loss}" if not math.isfinite(loss) else \
                 f"gradients are not finite (loss {loss:g})"
         else:
-            self.optimizer.step()
+            try:
+                guarded_step(self.optimizer, {id(p): n for n, p in self.net.named_parameters()})
+            except NonFiniteUpdate as e:  # undone: weights and momentum as before the step
+                record.skipped = e.reason
+        if record.skipped:
+            with torch.no_grad():
+                for b, old in zip(self.net.buffers(), saved_stats):
+                    b.copy_(old)  # batch-norm statistics from before the bad forward
         self.optimizer.zero_grad(set_to_none=True)
         self.iteration = batch_num
         if self.ema is not None:
@@ -436,8 +440,8 @@ class Trainer:
         if self.data is None:
             raise TrainingError("run() needs a .data file: Trainer(data_file, cfg, ...)")
         opts = self.options
-        if self.rank == 0:
-            self.backup.mkdir(parents=True, exist_ok=True)
+        if self.rank == 0:  # a read-only or missing-and-uncreatable folder fails now, not at the first save
+            check_writable_folder(self.backup, TrainingError, what="backup folder")
         record_log = TrainLog(self.backup, self.name) if self.rank == 0 else None
         if record_log:
             record_log.drop_after(self.iteration)
@@ -481,6 +485,10 @@ class Trainer:
                     self.checkpoint(str(self.iteration))
                 if opts.callback:
                     opts.callback(self)
+        except OSError as e:  # a full disk under the CSV log, a chart, the EMA file
+            last = self.backup / f"{self.name}_last.weights"
+            raise TrainingError(f"iteration {self.iteration}: {write_failure(e, self.backup)}; the last good "
+                                f"checkpoint is {last if last.is_file() else 'not written yet'}") from None
         except KeyboardInterrupt:
             # mid-update: drop the unfinished update's images so that seen and iteration agree
             self.net.seen = self.iteration * self.batch
