@@ -197,6 +197,7 @@ class Trainer:
             self.model = torch.nn.parallel.DistributedDataParallel(self.net, broadcast_buffers=False)
         self.optimizer = self._optimizer()
         self.ema = WeightsEma(self.net, self.cfg.ema_alpha) if self.cfg.ema_alpha else None
+        self.last_record: UpdateRecord | None = None  # what the latest update did
 
     def _resume(self, weights):
         """The optimizer's momentum, best mAP and EMA from the ``.state`` sidecar of ``weights``."""
@@ -390,6 +391,7 @@ class Trainer:
         self.iteration = batch_num
         if self.ema is not None:
             self.ema.step(self.iteration)
+        self.last_record = record
         return record
 
     def _grads_finite(self) -> bool:
