@@ -85,10 +85,10 @@ def cmd_detect(args):
     if args.cfg is None or args.weights is None or args.names is None:
         raise DarknetError("detect needs --cfg, --weights and --names (or pjreddie's form: detect CFG WEIGHTS IMAGE)")
     from pathlib import Path
-    if args.json and Path(args.json).parent.resolve() != Path(args.out).resolve():
+    if args.json and Path(args.json).parent.resolve() != Path(args.out or "detections").resolve():
         check_output(args.json, "JSON file")  # (one inside --out is checked once that exists)
     items = list(_inputs(args.paths))
-    out_dir = check_folder(args.out, "output folder")
+    out_dir = check_folder(args.out or "detections", "output folder")
     if args.json:
         check_output(args.json, "JSON file")
     names = load_names(args.names)
@@ -557,7 +557,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cfg")
     p.add_argument("--weights")
     p.add_argument("--names")
-    p.add_argument("--out", default="detections", help="folder for annotated copies (created)")
+    p.add_argument("--out", "-out", default=None, help="folder for annotated copies (created; default "
+                   "detections); in pjreddie's form the image name without .jpg (default predictions)")
     p.add_argument("--json", help="write COCO results here: one record per box and class with file_name "
                                   "(and frame for videos); image ids by darknet_py.coco's rule")
     p.add_argument("-thresh", "--thresh", type=probability, default=0.25)
