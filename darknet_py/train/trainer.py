@@ -84,7 +84,8 @@ class UpdateRecord:
     iteration: int  # Darknet's get_current_batch after the update
     seen: int
     rate: float
-    loss: float  # what train_network returns
+    loss: float  # what train_network returns: the mean of head_losses
+    head_losses: dict = field(default_factory=dict)  # layer index -> that head's cost per image
     head_stats: list = field(default_factory=list)  # (layer index, HeadStats) per head per mini-batch
     skipped: str | None = None  # why the update was skipped (weights and statistics kept)
 
@@ -196,6 +197,7 @@ class Trainer:
             self.model = torch.nn.parallel.DistributedDataParallel(self.net, broadcast_buffers=False)
         self.optimizer = self._optimizer()
         self.ema = WeightsEma(self.net, self.cfg.ema_alpha) if self.cfg.ema_alpha else None
+        self.last_record: UpdateRecord | None = None  # what the latest update did
 
     def _resume(self, weights):
         """The optimizer's momentum, best mAP and EMA from the ``.state`` sidecar of ``weights``."""
@@ -346,7 +348,7 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = rate * group["lr_scale"]
         saved_stats = [b.clone() for b in self.net.buffers()]
-        cost = torch.zeros((), dtype=torch.float64)
+        costs = torch.zeros(len(self.net.heads), dtype=torch.float64)  # l.cost summed per head
         head_stats = []
         for s, (images, truths, problems) in enumerate(minibatches):
             self._report_problems(problems)
@@ -358,20 +360,22 @@ class Trainer:
                 with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.options.amp):
                     outputs = self.model(images)
                 surrogate = 0.0
-                for index, x in zip(self.net.heads, outputs):
+                for k, (index, x) in enumerate(zip(self.net.heads, outputs)):
                     x = x.float()
                     delta, stats = head_delta(self.net.layers[index], x, truths, images.shape[3],
                                               images.shape[2], self.net.seen, self.options.label_smoothing)
                     surrogate = surrogate - (delta * x).sum()
-                    cost += stats.cost
+                    costs[k] += stats.cost
                     head_stats.append((index, stats))
                 (surrogate * (self.world / self.batch)).backward()
-        total = torch.tensor([cost.item(), float(not self._grads_finite())])
+        total = torch.cat([costs, costs.new_tensor([float(not self._grads_finite())])])
         if self.world > 1:
             dist.all_reduce(total)
-        loss = total[0].item() / self.batch
-        record = UpdateRecord(batch_num, self.net.seen, rate, loss, head_stats)
-        if total[1] > 0 or not math.isfinite(loss):
+        # calc_network_cost: the mean of the cost layers' costs; train_network: per image
+        head_losses = dict(zip(self.net.heads, (total[:-1] / self.batch).tolist()))
+        loss = sum(head_losses.values()) / len(head_losses)
+        record = UpdateRecord(batch_num, self.net.seen, rate, loss, head_losses, head_stats)
+        if total[-1] > 0 or not math.isfinite(loss):
             record.skipped = f"loss is {loss}" if not math.isfinite(loss) else \
                 f"gradients are not finite (loss {loss:g})"
         else:
@@ -387,6 +391,7 @@ class Trainer:
         self.iteration = batch_num
         if self.ema is not None:
             self.ema.step(self.iteration)
+        self.last_record = record
         return record
 
     def _grads_finite(self) -> bool:
@@ -515,7 +520,8 @@ class Trainer:
         row = dict(iteration=record.iteration, seen=record.seen, loss=f"{loss:.6f}",
                    avg_loss=f"{self.avg_loss if self.avg_loss is not None else loss:.6f}",
                    rate=f"{record.rate:.8g}", images_per_s=f"{self.batch / seconds:.2f}",
-                   seconds=f"{seconds:.3f}", map="" if map_value is None else f"{map_value:.6f}")
+                   seconds=f"{seconds:.3f}", map="" if map_value is None else f"{map_value:.6f}",
+                   head_losses=" ".join(f"{v:.6f}" for v in record.head_losses.values()))
         bar.update(1)
         bar.set_postfix(loss=f"{loss:.3f}", avg=row["avg_loss"], rate=row["rate"],
                         img_s=row["images_per_s"], refresh=False)
