@@ -150,3 +150,14 @@ def test_tensorboard_events_hold_the_scalars_and_the_image(tmp_path):
     import cv2
     decoded = cv2.imdecode(np.frombuffer(image.encoded_image_string, np.uint8), cv2.IMREAD_COLOR)
     assert tuple(decoded[5, 5]) == (255, 0, 0)  # BGR blue stays blue
+
+
+def test_map_schedule_is_alexeyabs():
+    from darknet_py.train.map_schedule import MapSchedule, spacing
+    assert spacing(2000, 32) == 250 and spacing(160, 32) == 100
+    s = MapSchedule(every=100, burn_in=1000, max_batches=2000, last=0)  # no check before burn_in
+    assert [i for i in range(1, 2001) if s.due(i)] == [1000, 1100, 1200, 1300, 1400, 1500, 1600, 1700, 1800, 1900,
+                                                        2000]
+    resumed = MapSchedule(every=100, burn_in=10, max_batches=420, last=250)  # counted from the resume
+    assert [i for i in range(251, 421) if resumed.due(i)] == [350, 420]
+    assert not any(MapSchedule(0, 0, 10, 0).due(i) for i in range(1, 11))

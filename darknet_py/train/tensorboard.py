@@ -14,7 +14,7 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-HOW_TO_GET = "pip install 'darknet-py[tensorboard]'"
+HOW_TO_GET = "pip install 'darknet-torch[tensorboard]'"
 # the statistics of Darknet's "Region %d Avg IOU: ..." line: (name in TensorBoard, HeadStats field)
 HEAD_STATISTICS = (("avg_iou", "avg_iou"), ("class", "cls"), ("obj", "obj"), ("no_obj", "no_obj"),
                    (".5R", "recall50"), (".75R", "recall75"), ("count", "count"))
