@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from darknet_py.shapes import generate_shapes  # noqa: E402
-from darknet_py.train.dataset import collate  # noqa: E402
+from darknet_py.train.samples import collate  # noqa: E402
 from darknet_py.train.trainer import Trainer, TrainOptions  # noqa: E402
 
 SIZE, BATCH, CLASSES = 416, 16, 80
@@ -206,7 +206,7 @@ def main():
         sides = {"exact": make_trainer(data, tmp, amp=False), "amp": make_trainer(data, tmp, amp=True)}
         images, truths, problems = batch = fixed_batch(sides["exact"])
         plain = PlainPort()
-        runs = {"exact": lambda: sides["exact"].step([batch]), "amp": lambda: sides["amp"].step([batch]),
+        runs = {"exact": lambda: sides["exact"].step([batch]).loss, "amp": lambda: sides["amp"].step([batch]).loss,
                 "plain": lambda: plain.step(images, truths)}
         times = {name: [] for name in runs}
         losses = {name: [] for name in runs}

@@ -103,7 +103,7 @@ def average_iou(points: np.ndarray, centers: np.ndarray) -> float:
 
 
 def calc_anchors(source, num_of_clusters: int, width: int, height: int, seed: int = 0) -> Anchors:
-    """``calc_anchors`` on a dataset source (``train.dataset.open_dataset``)."""
+    """``calc_anchors`` on a dataset source (``datasets.open_dataset``)."""
     if width <= 0 or height <= 0:
         raise DarknetError(f"width and height must be positive, got {width} x {height}")
     points = box_sizes(source, width, height)

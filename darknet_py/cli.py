@@ -211,7 +211,7 @@ def cmd_data_shapes(args):
 
 def _validation(args):
     from .datafile import DataConfig
-    from .train.dataset import open_dataset
+    from .datasets import open_dataset
     from .validate import validation_detections
     data = DataConfig.from_file(args.data)
     net = _load_net(args)
@@ -313,7 +313,7 @@ def cmd_calc_anchors(args):
 
     from .anchors import calc_anchors
     from .datafile import DataConfig
-    from .train.dataset import open_dataset
+    from .datasets import open_dataset
     print(f"num_of_clusters = {args.num_of_clusters}, width = {args.width}, height = {args.height}")
     source = open_dataset(DataConfig.from_file(args.data), "train")
     result = calc_anchors(source, args.num_of_clusters, args.width, args.height, seed=args.seed)

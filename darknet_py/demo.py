@@ -41,7 +41,7 @@ def run_demo(out="demo", n_valid=300, thresh=0.25, progress=True) -> DemoResult:
     from .image import from_bgr, read_bgr
     from .model import load
     from .shapes import generate_shapes
-    from .train.dataset import open_dataset
+    from .datasets import open_dataset
     from .validate import validate_map
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -126,7 +126,7 @@ def test_tensorboard_events_hold_the_scalars_and_the_image(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     from darknet_py.evaluate import mean_average_precision
-    from darknet_py.train.loss import HeadStats
+    from darknet_py.train.deltas import HeadStats
     from darknet_py.train.tensorboard import TrainBoard
     board = TrainBoard(tmp_path)
     stats = HeadStats(0.5, 0.4, 0.3, 0.01, 0.6, 0.2, 7, 3.0)

@@ -13,9 +13,8 @@ import torch
 from darknet_py.datafile import DataConfig
 from darknet_py.errors import CfgError, DarknetError, ImageError
 from darknet_py.train.augment import Augment
-from darknet_py.train.dataset import (
-    CocoDataset, DarknetList, Problems, TrainingSamples, collate, label_path, open_dataset,
-)
+from darknet_py.datasets import CocoDataset, DarknetList, Problems, label_path, open_dataset
+from darknet_py.train.samples import TrainingSamples, collate
 
 CLASSES = 3
 AUG = Augment(jitter=.2, hue=.1, saturation=1.5, exposure=1.5)

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from darknet_py.layers.gaussian_yolo import GaussianYolo
-from darknet_py.train.loss import head_delta
+from darknet_py.train.deltas import head_delta
 from darknet_py.train.trainer import Trainer
 
 from test_heads_alexeyab import box_giou, box_iou, box_iou_kind, dx_box_iou, logistic, random_truths, yolo_cfg

@@ -21,8 +21,8 @@ from darknet_py.detect import detections_from_outputs
 from darknet_py.errors import CfgError, DarknetError
 from darknet_py.layers.gaussian_yolo import GaussianYolo
 from darknet_py.layers.heads import Yolo
-from darknet_py.train.loss import head_delta
-from darknet_py.train.yolo_alexeyab import dx_box_iou as dx_box_iou_t
+from darknet_py.train.deltas import head_delta
+from darknet_py.train.deltas.boxes import dx_box_iou as dx_box_iou_t
 
 F32 = np.float32
 

@@ -14,7 +14,8 @@ import torch
 
 from darknet_py.errors import DarknetError
 from darknet_py.layers.heads import Detection, Region, Yolo
-from darknet_py.train.loss import HeadStats, head_delta, region_delta, yolo_delta
+from darknet_py.train.deltas import HeadStats, head_delta
+from darknet_py.train.deltas.pjreddie import region_delta, yolo_delta
 
 
 # -- box.c ------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from darknet_py.export import ExportError, export_onnx
 from darknet_py.draw import class_colour, pixel_box
 from darknet_py.model import Darknet, load
 from darknet_py.train.preview import training_batch
-from darknet_py.train.dataset import open_dataset
+from darknet_py.datasets import open_dataset
 from darknet_py.weights import Header, expected_size
 
 from conftest import CFG

@@ -12,7 +12,7 @@ from darknet_py.evaluate import mean_average_precision
 from darknet_py.model import load
 from darknet_py.shapes import generate_shapes
 from darknet_py.synthetic import write_random_weights
-from darknet_py.train.dataset import open_dataset
+from darknet_py.datasets import open_dataset
 from darknet_py.validate import threshold_sweep, validation_detections
 
 from conftest import ROOT

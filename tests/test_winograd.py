@@ -139,14 +139,14 @@ def test_bfloat16_input_and_output():
 
 
 def test_switch_off(monkeypatch):
+    layer = Convolutional(64, 64, 3, 1, 1, 1, 0, "leaky").eval()
+    for switch, path in (("0", "direct"), ("force", "winograd")):
+        monkeypatch.setenv("DARKNET_PY_WINOGRAD", switch)
+        layer.prepare_inference(torch.float32, fold=False, input_shape=Shape(64, 52, 52))
+        assert layer.path == path and (layer.winograd is not None) == (path == "winograd")
+    assert winograd.available(torch.bfloat16) and not winograd.available(torch.float16)
     monkeypatch.setenv("DARKNET_PY_WINOGRAD", "0")
-    assert not winograd.use_winograd(64, 64, 52, 52)
-    monkeypatch.delenv("DARKNET_PY_WINOGRAD")
-    assert winograd.use_winograd(64, 64, 52, 52)
-    assert not winograd.use_winograd(16, 64, 52, 52)  # too few channels to pay
-    assert not winograd.use_winograd(64, 64, 8, 52)  # too small a map
-    assert winograd.use_winograd(64, 64, 13, 13) and not winograd.use_winograd(64, 64, 13, 13, torch.bfloat16)
-    assert not winograd.use_winograd(64, 64, 52, 52, torch.float16)
+    assert not winograd.available()
 
 
 def test_no_compiler_falls_back_with_a_warning(monkeypatch, tmp_path):
@@ -155,7 +155,7 @@ def test_no_compiler_falls_back_with_a_warning(monkeypatch, tmp_path):
     monkeypatch.setenv("CC", str(tmp_path / "no-such-compiler"))
     with pytest.warns(RuntimeWarning, match="native kernel 'winograd' unavailable"):
         assert native.load("winograd") is None
-    assert not winograd.use_winograd(64, 64, 52, 52)  # direct convolution instead
+    assert not winograd.available()  # direct convolution instead
     assert list(tmp_path.iterdir()) == []  # no half-written library left behind
 
 
@@ -170,18 +170,23 @@ def test_build_is_cached(monkeypatch, tmp_path):
 
 
 def test_thread_count_does_not_change_the_result():
-    """Each output's arithmetic is the same however the work is split: bit-identical."""
-    x, weights, _ = case(2, 64, 96, 30, 22, seed=7)
+    """Each output's arithmetic is the same however the work is split (threads, and the tile
+    groups of each variant the tuner may pick): bit-identical."""
+    x, weights, _ = case(2, 256, 96, 30, 22, seed=7)
     winograd_conv = winograd.Winograd(weights)
     before = torch.get_num_threads()
     results = []
     try:
-        for threads in (1, 2, 3):
-            torch.set_num_threads(threads)
-            results.append(winograd_conv(x, None, None, "leaky"))
+        for variant in winograd.GROUP_FLOATS:
+            winograd_conv.variant = variant
+            for threads in (1, 2, 3):
+                torch.set_num_threads(threads)
+                results.append(winograd_conv(x, None, None, "leaky"))
     finally:
         torch.set_num_threads(before)
+    assert len(results) == 3 * len(winograd.GROUP_FLOATS)
     assert all(torch.equal(results[0], r) for r in results[1:])
+    assert winograd_conv.variants(2, 30, 22, 1) == list(winograd.GROUP_FLOATS)  # their groups differ here
 
 
 def test_memory_budget_leaves_the_transformed_weights_out(weights_for):

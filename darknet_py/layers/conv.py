@@ -12,7 +12,9 @@ from ..cfg import INT_RANGE
 from ..errors import CfgError
 from ..registry import LayerSpec, Shape, register
 from .base import BatchNormMixin, Blob, refuse_unsupported
-from .winograd import ACTIVATIONS as WINOGRAD_ACTIVATIONS, Winograd, transformed_bytes, use_winograd
+from .. import tuner
+from .winograd import ACTIVATIONS as WINOGRAD_ACTIVATIONS, GROUP_FLOATS, Winograd, available as winograd_available, \
+    transformed_bytes
 
 
 def out_size(section, key, size_in, kernel, stride, padding_total):
@@ -123,10 +125,10 @@ class Convolutional(BatchNormMixin, nn.Module):
     def prepare_inference(self, dtype, fold: bool, input_shape=None, winograd=True):
         """Inference copies of the weights, apart from the parameters (which ``blobs`` and
         saving still use): channels-last in ``dtype``, batch norm folded in when ``fold``; on
-        the CPU either Winograd's transformed weights (when ``winograd``, for 3x3 stride-1
-        layers where ``use_winograd`` says it pays) or weights prepacked for oneDNN with bias
-        and activation fused where nothing sits between them, when this PyTorch build offers
-        that (private) operator."""
+        the CPU weights prepacked for oneDNN with bias and activation fused where nothing sits
+        between them (when this PyTorch build offers that private operator), or, for a 3x3
+        stride-1 layer where ``winograd`` allows and the tuner measured it faster on this host
+        (``tuner.py``), Winograd's transformed weights instead."""
         w, b = self.weights, self.biases
         self.bn_apart = self.batch_normalize and not fold
         self.bn_affine = self._bn_affine() if self.bn_apart else None
@@ -134,42 +136,80 @@ class Convolutional(BatchNormMixin, nn.Module):
             factor = self.scales / self.bn_denominator(self.rolling_variance)
             w, b = w * factor.view(-1, 1, 1, 1), b - self.rolling_mean * factor
         self.winograd = None
-        if winograd and self.winograd_bytes(input_shape, dtype):
+        self.path = tuner.DIRECT
+        self.folded, self.packed = (w.to(dtype).contiguous(memory_format=torch.channels_last), b.to(dtype)), None
+        if w.device.type != "cpu" or input_shape is None:
+            return
+        self.packed = self._prepack(input_shape)
+        if not (winograd and self.winograd_bytes(input_shape, dtype)):
+            return
+        key = self.tuning_key(input_shape, dtype)
+        choice = "winograd" if tuner.forced() == "force" else tuner.default().cached(key)
+        if choice is None or choice in GROUP_FLOATS:
             self.winograd = Winograd(w, dtype)  # from the float32 weights
             affine = (t.reshape(-1).float().contiguous() for t in self.bn_affine) if self.bn_apart else (None, b.float())
             self.winograd_affine = tuple(affine)
-        w, b = w.to(dtype).contiguous(memory_format=torch.channels_last), b.to(dtype)
-        self.folded, self.packed = (w, b), None
-        if w.device.type != "cpu" or input_shape is None or self.winograd is not None:
-            return
+        if choice is None:
+            choice = tuner.default().choose(key, lambda: self._candidates(input_shape, dtype))
+        if choice in GROUP_FLOATS:
+            self.path, self.packed, self.winograd.variant = choice, None, choice
+        else:
+            self.winograd = None
+
+    def _candidates(self, input_shape, dtype):
+        """The tuner's candidates for one image of ``input_shape``: direct, Winograd's variants."""
+        x = torch.rand(1, input_shape.c, input_shape.h, input_shape.w).to(dtype)
+        x = x.contiguous(memory_format=torch.channels_last)
+
+        def winograd(variant):
+            def run():
+                self.winograd.variant = variant
+                return self._winograd(x)
+            return run
+        paths = {tuner.DIRECT: lambda: self._direct(x)}
+        for variant in self.winograd.variants(1, input_shape.h, input_shape.w, torch.get_num_threads()):
+            paths[variant] = winograd(variant)
+        return paths
+
+    def _prepack(self, input_shape):
+        """oneDNN's prepacked weights with the fused bias and activation, or None where this
+        PyTorch build lacks the operator."""
+        w, b = self.folded
         attr, scalars = ("none", []) if self.bn_apart else _ONEDNN_POSTOPS.get(self.activation.name, ("none", []))
         geometry = ([self.padding] * 2, list(self.stride), [self.dilation] * 2, self.groups)
         try:
             packed = torch._C._nn.mkldnn_reorder_conv2d_weight(
                 w.to_mkldnn(), *geometry, [1, input_shape.c, input_shape.h, input_shape.w])
         except (AttributeError, RuntimeError, NotImplementedError):
-            return
-        self.packed = (packed, None if self.bn_apart else b, *geometry, attr, scalars)
+            return None
+        return (packed, None if self.bn_apart else b, *geometry, attr, scalars)
+
+    def tuning_key(self, input_shape, dtype) -> str:
+        """What the tuner's choice for this layer depends on: shape, precision, epilogue and
+        thread count."""
+        epilogue = "bn" if self.bn_apart else "bias"
+        return (f"conv3x3s1 {input_shape.c}->{self.weights.shape[0]} {input_shape.h}x{input_shape.w} "
+                f"{str(dtype).removeprefix('torch.')} {epilogue} {self.activation.name} "
+                f"threads={torch.get_num_threads()}")
 
     def winograd_bytes(self, input_shape, dtype) -> int:
-        """Bytes of the transformed weights ``prepare_inference`` makes for this input (0: none)."""
-        if input_shape is None or not self._use_winograd(input_shape.c, input_shape.h, input_shape.w, dtype):
+        """Bytes of the transformed weights ``prepare_inference`` may make for this input (0: none)."""
+        if input_shape is None or not self._winograd_applies(dtype):
             return 0
         return transformed_bytes(*self.weights.shape[:2])
 
-    def _use_winograd(self, c, h, w, dtype):
-        """Whether this layer, on a (c, h, w) input of ``dtype``, runs as Winograd."""
+    def _winograd_applies(self, dtype):
+        """Whether this layer could run as Winograd (its geometry, the kernel, the switches)."""
         return (self.weights.shape[2:] == (3, 3) and self.stride == (1, 1) and self.dilation == 1
                 and self.padding == 1 and self.groups == 1 and self.blur is None
-                and self.weights.device.type == "cpu" and use_winograd(c, self.weights.shape[0], h, w, dtype))
+                and self.weights.device.type == "cpu" and winograd_available(dtype))
 
-    def _forward_inference(self, x):
-        if (self.winograd is not None and x.dtype == self.winograd.dtype and x.device.type == "cpu"
-                and x.is_contiguous(memory_format=torch.channels_last)
-                and use_winograd(x.shape[1], self.weights.shape[0], x.shape[2], x.shape[3], x.dtype)):
-            inside = self.activation.name if self.activation.name in WINOGRAD_ACTIVATIONS else "linear"
-            y = self.winograd(x, *self.winograd_affine, inside)
-            return y if inside == self.activation.name else self.activation.inplace(y)
+    def _winograd(self, x):
+        inside = self.activation.name if self.activation.name in WINOGRAD_ACTIVATIONS else "linear"
+        y = self.winograd(x, *self.winograd_affine, inside)
+        return y if inside == self.activation.name else self.activation.inplace(y)
+
+    def _direct(self, x):
         w, b = self.folded
         fused = False
         if self.packed is not None and x.dtype == w.dtype and x.device.type == "cpu":
@@ -182,6 +222,12 @@ class Convolutional(BatchNormMixin, nn.Module):
             x = torch.addcmul(beta, x, alpha, out=x)
         return x if fused else self.activation.inplace(x)
 
+    def _forward_inference(self, x):
+        if (self.path != tuner.DIRECT and x.dtype == self.winograd.dtype and x.device.type == "cpu"
+                and x.is_contiguous(memory_format=torch.channels_last)):
+            return self._winograd(x)
+        return self._direct(x)
+
     def _bn_affine(self):
         """Per-channel ``(alpha, beta)`` with which ``x * alpha + beta`` (a fused multiply-add)
         is bit for bit what ``_batch_norm`` gives in eval mode: ATen's batch norm makes
@@ -193,6 +239,7 @@ class Convolutional(BatchNormMixin, nn.Module):
 
     folded = packed = bn_affine = winograd = winograd_affine = None
     bn_apart = False
+    path = tuner.DIRECT  # or the Winograd variant prepare_inference chose
 
     def _conv(self, x, weights, biases):
         return F.conv2d(x, weights, biases, self.stride, self.padding, self.dilation, self.groups)

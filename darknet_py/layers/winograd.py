@@ -17,12 +17,11 @@ than oneDNN's bfloat16 direct convolution on the larger maps.
 from __future__ import annotations
 
 import ctypes
-import os
 import threading
 
 import torch
 
-from .. import native
+from .. import native, tuner
 
 # Lavin's G for interpolation points 0, +-1, +-2 and infinity (native/winograd.c has B^T and A^T).
 _G = [[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
@@ -30,20 +29,17 @@ _G = [[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
 TILE = 4  # output pixels per tile side
 BLOCK = 32  # output channels per kernel block (native/winograd.c's KB)
 ACTIVATIONS = {"linear": 0, "leaky": 1, "relu": 2}  # done inside the kernel; others after it
-_GROUP_FLOATS = 1 << 18  # a tile group's transformed input: about 1 MB, one core's L2
-# Smallest side worth it: float32 pays from 12 x 12 (yolov3's 13 x 13 maps); bfloat16 I/O
-# against oneDNN's bfloat16 direct convolution (twice float32's speed) from 24 x 24.
-MIN_SIDE = {torch.float32: 12, torch.bfloat16: 24}
+# A tile group's transformed input, in floats. Each group reads all of the part's transformed
+# weights once: 1 MB groups stay in a core's L2 (many tiles, few channels); 8 MB ones read
+# deep layers' large weights (4 x a direct layer's) fewer times. The tuner times both.
+GROUP_FLOATS = {"winograd": 1 << 18, "winograd-wide": 1 << 21}
+DTYPES = (torch.float32, torch.bfloat16)
 
 
-def use_winograd(c: int, n: int, h: int, w: int, dtype=torch.float32) -> bool:
-    """Whether a 3x3 stride-1 convolution of ``c`` -> ``n`` channels on ``h`` x ``w`` in
-    ``dtype`` is faster as Winograd (never when the kernel could not be built, or when
-    ``DARKNET_PY_WINOGRAD=0``): where the products are large (enough channels) and the map is
-    not so small that padding tiles waste the saving (``benchmarks/winograd_layers.py``)."""
-    if os.environ.get("DARKNET_PY_WINOGRAD", "1") == "0" or dtype not in MIN_SIDE:
-        return False
-    return min(c, n) >= 32 and min(h, w) >= MIN_SIDE[dtype] and _kernel() is not None
+def available(dtype=torch.float32) -> bool:
+    """Whether the kernel can run a convolution in ``dtype`` here (built, not switched off by
+    ``DARKNET_PY_WINOGRAD=0``). Where it pays is for the tuner to measure (``tuner.py``)."""
+    return tuner.forced() != "0" and dtype in DTYPES and _kernel() is not None
 
 
 def transformed_bytes(k: int, c: int) -> int:
@@ -75,6 +71,7 @@ class Winograd:
         u = torch.nn.functional.pad(u, (0, blocks * BLOCK - k)).view(36, c, blocks, BLOCK)
         self.u = u.permute(0, 2, 1, 3).float().contiguous()
         self.k, self.c, self.blocks, self.dtype = k, c, blocks, dtype
+        self.variant = "winograd"  # a GROUP_FLOATS key
 
     def __call__(self, x: torch.Tensor, alpha, beta, activation: str) -> torch.Tensor:
         """``act(conv(x) * alpha + beta)`` for channels-last ``x`` (N, C, H, W) of ``dtype``;
@@ -89,7 +86,7 @@ class Winograd:
         tiles = n * -(-h // TILE) * -(-w // TILE)
         y = torch.empty(n, h, w, self.k, dtype=self.dtype)
         parts = _split(tiles, self.blocks, max(1, torch.get_num_threads()))
-        group = max(12, min(96, _GROUP_FLOATS // (36 * c)) // 12 * 12)
+        group = self.group(parts, self.variant)
         per = 36 * group * (c + BLOCK)
         scratch = _scratch(len(parts) * per)
         x_, u, alpha_, beta_, y_ = (None if t is None else t.data_ptr() for t in (x, self.u, alpha, beta, y))
@@ -97,6 +94,24 @@ class Winograd:
         _kernel().winograd(self.dtype == torch.bfloat16, x_, h, w, c, u, self.k, alpha_, beta_,
                            ACTIVATIONS[activation], y_, table, len(parts), group, scratch.data_ptr(), per)
         return y.permute(0, 3, 1, 2)
+
+
+    def group(self, parts, variant) -> int:
+        """Tiles per group for ``variant``: a multiple of the kernel's 12 register rows, at most
+        (wide) all of a part's tiles."""
+        share = max(stop - start for start, stop, _, _ in parts)
+        fits = GROUP_FLOATS[variant] // (36 * self.c)
+        cap = 96 if variant == "winograd" else -(-share // 12) * 12
+        return max(12, min(cap, fits) // 12 * 12)
+
+    def variants(self, n, h, w, threads) -> list[str]:
+        """The GROUP_FLOATS keys that make different groups for an (n, h, w) input on
+        ``threads`` (the others would run the same code)."""
+        parts = _split(n * -(-h // TILE) * -(-w // TILE), self.blocks, threads)
+        groups = {}
+        for variant in GROUP_FLOATS:
+            groups.setdefault(self.group(parts, variant), variant)
+        return list(groups.values())
 
 
 def _split(tiles, blocks, threads):

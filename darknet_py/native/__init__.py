@@ -5,7 +5,8 @@ Each kernel is optional: where no compiler is found or the build fails, ``load``
 The shared object is cached under ``$DARKNET_PY_CACHE`` (default ``~/.cache/darknet_py``; the
 system's temporary directory where that cannot be written), keyed by the source, the flags
 and the CPU's feature flags, and written atomically so that concurrent first uses do not see
-a half-written file. ``DARKNET_PY_NATIVE=0`` turns them off.
+a half-written file. ``DARKNET_PY_NATIVE=0`` turns them off; ``DARKNET_PY_NATIVE_ISA=avx2``
+builds them without AVX-512 (to time an AVX2 machine's code on an AVX-512 one).
 """
 from __future__ import annotations
 
@@ -21,15 +22,57 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 FLAGS = ["-O3", "-march=native", "-fPIC", "-shared", "-fno-math-errno", "-fopenmp"]
+ISA_FLAGS = {"native": [], "avx2": ["-mno-avx512f"]}  # DARKNET_PY_NATIVE_ISA
 _loaded: dict[str, ctypes.CDLL | None] = {}
 
 
-def _cpu_flags() -> str:
+def flags() -> list[str]:
+    """The compiler flags for this process's kernels (``DARKNET_PY_NATIVE_ISA`` included)."""
+    isa = os.environ.get("DARKNET_PY_NATIVE_ISA", "native")
+    if isa not in ISA_FLAGS:
+        raise ValueError(f"DARKNET_PY_NATIVE_ISA must be one of {sorted(ISA_FLAGS)}, got {isa!r}")
+    return FLAGS + ISA_FLAGS[isa]
+
+
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), or what the platform module says."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            line = next((line for line in f if line.startswith("model name")), "")
+            return line.partition(":")[2].strip() or platform.processor()
+    except OSError:
+        return platform.processor()
+
+
+def cpu_flags() -> str:
     try:
         with open("/proc/cpuinfo") as f:
             return next((line for line in f if line.startswith(("flags", "Features"))), "")
     except OSError:
         return platform.processor()
+
+
+def _compiler() -> str | None:
+    return os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+
+
+def build_key(name: str) -> str:
+    """What the compiled ``name`` depends on: its source, compiler, flags and the CPU's flags."""
+    source = HERE / f"{name}.c"
+    text = " ".join([str(_compiler()), *flags(), platform.machine(), cpu_flags()])
+    return hashlib.sha256(source.read_bytes() + text.encode()).hexdigest()[:16]
+
+
+def cache_folder() -> Path:
+    """The first usable folder private to this user for compiled kernels and tuning results."""
+    for folder in _cache_dirs():
+        try:
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            _check_private(folder)
+            return folder
+        except OSError as e:
+            failure = e
+    raise OSError(f"no writable cache folder: {failure}")
 
 
 def _cache_dirs() -> list[Path]:
@@ -46,27 +89,17 @@ def _check_private(folder: Path) -> None:
 
 def _build(name: str) -> Path:
     source = HERE / f"{name}.c"
-    compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    compiler = _compiler()
     if compiler is None:
         raise OSError("no C compiler (cc or gcc) on PATH")
-    key = hashlib.sha256(source.read_bytes() + " ".join([compiler, *FLAGS, platform.machine(),
-                                                          _cpu_flags()]).encode()).hexdigest()[:16]
-    for folder in _cache_dirs():
-        target = folder / f"{name}-{key}.so"
-        try:
-            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-            _check_private(folder)
-            if target.exists():
-                return target
-            fd, tmp = tempfile.mkstemp(prefix=f".{name}-", suffix=".so", dir=folder)
-            break
-        except OSError as e:
-            failure = e
-    else:
-        raise OSError(f"no writable cache folder for the compiled kernel: {failure}")
+    folder = cache_folder()
+    target = folder / f"{name}-{build_key(name)}.so"
+    if target.exists():
+        return target
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}-", suffix=".so", dir=folder)
     os.close(fd)
     try:
-        result = subprocess.run([compiler, *FLAGS, "-o", tmp, str(source)], capture_output=True, text=True)
+        result = subprocess.run([compiler, *flags(), "-o", tmp, str(source)], capture_output=True, text=True)
         if result.returncode != 0:
             raise OSError(f"{compiler} failed on {source}: {result.stderr.strip()[-2000:]}")
         os.replace(tmp, target)

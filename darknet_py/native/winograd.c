@@ -17,7 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
-#if defined(__AVX512F__)
+#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
 #include <immintrin.h>
 #endif
 
@@ -111,6 +111,33 @@ static inline __attribute__((always_inline)) void input_transform(
     }
 }
 
+#if !defined(__AVX512F__) && defined(__AVX2__) && defined(__FMA__)
+/* AVX2 + FMA: 16 ymm registers hold a 6-row x 16-channel block of accumulators (12), two
+ * vectors of u and one broadcast of v; a 32-channel block is two such passes. Each output's
+ * sum runs over i in order with one FMA per term, as on the AVX-512 path. */
+static inline __attribute__((always_inline)) void micro_avx2(
+    const float *v, const int rows, int c, const float *u, float *out)
+{
+    __m256 acc[6][2];
+#pragma GCC unroll 6
+    for (int r = 0; r < 6; r++) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+    for (int i = 0; i < c; i++) {
+        __m256 u0 = _mm256_loadu_ps(u + (size_t)i * KB), u1 = _mm256_loadu_ps(u + (size_t)i * KB + 8);
+#pragma GCC unroll 6
+        for (int r = 0; r < rows; r++) {
+            __m256 s = _mm256_broadcast_ss(v + (size_t)r * c + i);
+            acc[r][0] = _mm256_fmadd_ps(s, u0, acc[r][0]);
+            acc[r][1] = _mm256_fmadd_ps(s, u1, acc[r][1]);
+        }
+    }
+#pragma GCC unroll 6
+    for (int r = 0; r < rows; r++) {
+        _mm256_storeu_ps(out + r * KB, acc[r][0]);
+        _mm256_storeu_ps(out + r * KB + 8, acc[r][1]);
+    }
+}
+#endif
+
 /* out[r][0:32] = sum_i v[r * c + i] * u[i][0:32] for r < rows. */
 static inline __attribute__((always_inline)) void product_block(
     const float *v, int rows, int c, const float *u, float *out)
@@ -142,6 +169,22 @@ static inline __attribute__((always_inline)) void product_block(
     for (int r = 0; r < rows; r++) {
         _mm512_storeu_ps(out + r * KB, acc[r][0]);
         _mm512_storeu_ps(out + r * KB + 16, acc[r][1]);
+    }
+#elif defined(__AVX2__) && defined(__FMA__)
+    for (int r0 = 0; r0 < rows; r0 += 6) {
+        int n = rows - r0 < 6 ? rows - r0 : 6;
+        for (int half = 0; half < KB; half += 16) {
+            const float *vr = v + (size_t)r0 * c;
+            float *o = out + r0 * KB + half;
+            switch (n) { /* constant row counts: the accumulators stay in registers */
+            case 6: micro_avx2(vr, 6, c, u + half, o); break;
+            case 5: micro_avx2(vr, 5, c, u + half, o); break;
+            case 4: micro_avx2(vr, 4, c, u + half, o); break;
+            case 3: micro_avx2(vr, 3, c, u + half, o); break;
+            case 2: micro_avx2(vr, 2, c, u + half, o); break;
+            default: micro_avx2(vr, 1, c, u + half, o); break;
+            }
+        }
     }
 #else
     for (int r = 0; r < rows; r++) {

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from .dataset import collate
+from .samples import collate
 
 log = logging.getLogger(__name__)
 
@@ -15,7 +15,7 @@ def first_samples(trainer, count: int | None = None):
     (n, max_boxes, 6))."""
     count = count or trainer.mini
     keys = []
-    for minibatch in trainer._keys():
+    for minibatch in trainer.sample_keys():
         keys += minibatch[:count - len(keys)]
         if len(keys) == count:
             break

@@ -23,9 +23,8 @@ import torch
 import torch.distributed as dist
 
 from ..datafile import DataConfig
+from ..datasets import Problems, open_dataset
 from ..errors import DarknetError
-from ..layers.gaussian_yolo import GaussianYolo
-from ..layers.heads import Region, Yolo
 from ..model import Darknet, check_budget
 from ..weights import layers_in_file
 from . import multiscale
@@ -33,13 +32,26 @@ from .alexeyab_options import check_training_options, net_section
 from .augment import Augment
 from .augment_alexeyab import AlexeyabAugment
 from .checkpoint import load_state, save_checkpoint, state_path
-from .dataset import Problems, TrainingSamples, collate, open_dataset
+from .samples import TrainingSamples, collate
 from .ema import WeightsEma
 from .log import TrainLog
-from .loss import head_delta
+from .deltas import head_delta, trainable
 from .schedule import learning_rate, uniform_draw
 
 log = logging.getLogger(__name__)
+
+# Darknet's own numbers (train_detector, network.c), named
+RESIZE_EVERY = 10  # random=1: a new network size every 10 iterations
+SIZE_CHOICES, SIZE_MIN_BLOCKS, SIZE_BLOCK = 10, 10, 32  # (rand() % 10 + 10) * 32: 320..608
+LARGEST_SIZE = 608  # ... and 608 for the last LAST_AT_LARGEST iterations
+LAST_AT_LARGEST = 200
+EARLY_CHECKPOINT_EVERY, EARLY_CHECKPOINTS_UNTIL = 100, 1000  # <cfg>_N.weights: every 100 below 1000,
+CHECKPOINT_EVERY = 10000  # then every 10000
+AVG_LOSS_KEEP = 0.9  # avg_loss = avg_loss*.9 + loss*.1
+# this project's: validation every 4 epochs, at least 100 iterations apart
+VALID_EVERY_EPOCHS, VALID_EVERY_MIN = 4, 100
+# tags of the random streams default_rng((seed, n, tag)) (schedule.py's policy=random uses 7)
+STREAM_ORDER, STREAM_SIZE = 1, 3
 
 
 class TrainingError(DarknetError):
@@ -68,6 +80,18 @@ class TrainOptions:
 
 
 @dataclass
+class UpdateRecord:
+    """What one update did, for whoever reports it (console, CSV, chart, callbacks)."""
+
+    iteration: int  # Darknet's get_current_batch after the update
+    seen: int
+    rate: float
+    loss: float  # what train_network returns
+    head_stats: list = field(default_factory=list)  # (layer index, HeadStats) per head per mini-batch
+    skipped: str | None = None  # why the update was skipped (weights and statistics kept)
+
+
+@dataclass
 class TrainResult:
     iteration: int
     seen: int
@@ -85,11 +109,56 @@ def _distributed():
     return 0, 1
 
 
+class EpochOrder:
+    """Every image once per epoch, in an order drawn per epoch from the seed."""
+
+    def __init__(self, count: int, seed: int):
+        self.count, self.seed = count, seed
+        self.epoch, self.perm = None, None
+
+    def __getitem__(self, sample_number: int) -> int:
+        epoch, k = divmod(sample_number, self.count)
+        if epoch != self.epoch:
+            self.perm = np.random.default_rng((self.seed, epoch, STREAM_ORDER)).permutation(self.count)
+            self.epoch = epoch
+        return int(self.perm[k])
+
+
 class Trainer:
+    """Darknet's ``train_detector`` in three parts.
+
+    Setup: ``Trainer(data_file, cfg, ...)`` builds the network, its optimizer and (with a
+    .data file) the dataset; ``Trainer.from_cfg`` only the network, for updates on given
+    tensors. Update: ``update(images, truths)`` (or ``step`` on prepared mini-batches) is one
+    ``train_network`` call. Loop: ``run()`` feeds the dataset to ``step`` until ``max_batches``,
+    with checkpoints, validation and one report per iteration (``report``).
+    """
+
     def __init__(self, data_file, cfg, weights=None, *, overrides=(), options: TrainOptions | None = None):
         self.options = options = options or TrainOptions()
+        self.data = DataConfig.from_file(data_file) if data_file is not None else None
+        self._setup_network(cfg, weights, overrides)
+        self.best_map = None
+        if weights is not None and not options.clear:
+            self._resume(weights)
+        if self.data is not None:
+            self._setup_data()
+
+    @classmethod
+    def from_cfg(cls, cfg, weights=None, *, clear: bool = False, device=None, seed: int = 0,
+                 overrides=()) -> "Trainer":
+        """The network of ``cfg`` (with ``weights``, ``seen`` reset by ``clear`` as Darknet's
+        ``-clear``) ready for ``update``; no dataset, no checkpoints. ``seed`` draws the
+        initial weights of layers the file does not hold."""
+        return cls(None, cfg, weights, overrides=overrides,
+                   options=TrainOptions(clear=clear, device=device, seed=seed, workers=0, progress=False))
+
+    # -- setup ---------------------------------------------------------------------------------
+    def _setup_network(self, cfg, weights, overrides):
+        """The network (Darknet's random init per seed, then ``weights``), its training
+        geometry, frozen layers, device and optimizer."""
+        options = self.options
         self.rank, self.world = _distributed()
-        self.data = DataConfig.from_file(data_file)
         self.net = Darknet(cfg, overrides=overrides, init=False)
         with torch.random.fork_rng(devices=[]):  # Darknet's random init, reproducible per seed
             torch.manual_seed(options.seed)
@@ -127,39 +196,43 @@ class Trainer:
             self.model = torch.nn.parallel.DistributedDataParallel(self.net, broadcast_buffers=False)
         self.optimizer = self._optimizer()
         self.ema = WeightsEma(self.net, self.cfg.ema_alpha) if self.cfg.ema_alpha else None
-        self.best_map = None
-        if weights is not None and not options.clear:
-            state = load_state(weights, self.net.seen)
-            if state is not None:
-                self.optimizer.load_state_dict(state["optimizer"])
-                self.best_map = state.get("best_map")
-                if self.ema is not None and state.get("ema") is not None:
-                    self.ema.load(state["ema"], state_path(weights))
+
+    def _resume(self, weights):
+        """The optimizer's momentum, best mAP and EMA from the ``.state`` sidecar of ``weights``."""
+        state = load_state(weights, self.net.seen)
+        if state is not None:
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.best_map = state.get("best_map")
+            if self.ema is not None and state.get("ema") is not None:
+                self.ema.load(state["ema"], state_path(weights))
+
+    def _setup_data(self):
+        """The training source, its augmentation and the run's bookkeeping."""
+        options = self.options
         self.backup = Path(options.backup or self.data.backup)
         self.problems = Problems()
         self.source = open_dataset(self.data, "train", self.problems)
         if len(self.source) == 0:
             raise TrainingError(f"{self.data.path}: no usable training images "
                                 f"({self.problems.summary() or 'the list is empty'})")
+        self.order = EpochOrder(len(self.source), options.seed)
         last = self.net.layers[self.net.heads[-1]]
-        self.max_boxes = last.max_boxes
         if self.cfg.fork == "alexeyab":
             augment = AlexeyabAugment.from_net(self.cfg, last, mixup=options.mixup)
         else:
             augment = Augment.from_net(self.cfg, last, flip=bool(self.cfg.flip), mixup=options.mixup)
         self.samples = TrainingSamples(self.source, self.cfg.width, self.cfg.height, augment,
-                                       self.max_boxes, options.seed)
+                                       last.max_boxes, options.seed)
         self.reported: set = set()
         self.avg_loss = None
         self._valid_source = None
 
-    # -- setup ---------------------------------------------------------------------------------
     def _check_trainable(self):
         if not self.net.heads:
             raise TrainingError(f"{self.net.cfg_file} has no [yolo] or [region] layer to train")
         for i in self.net.heads:
             layer = self.net.layers[i]
-            if not isinstance(layer, (Yolo, Region, GaussianYolo)):
+            if not trainable(layer):
                 raise TrainingError(f"layer {i} ({self.net.describe(i)}): training this head type is not supported")
             resize = getattr(layer, "resize", 1.0)
             if self.net.fork != "alexeyab" and (resize != 1.0 or layer.random not in (0, 1)):
@@ -167,7 +240,7 @@ class Trainer:
                 raise TrainingError(f"layer {i} ({self.net.describe(i)}): resize={resize:g} and "
                                     f"random={layer.random:g} need AlexeyAB's data pipeline; this cfg "
                                     f"trains as {self.net.fork}'s (set fork=alexeyab)")
-            if layer.classes < self.data.classes:
+            if self.data is not None and layer.classes < self.data.classes:
                 raise TrainingError(f"layer {i} ({self.net.describe(i)}) has classes={layer.classes}, "
                                     f"{self.data.path} has classes={self.data.classes}")
         for i, layer in enumerate(self.net.layers):
@@ -217,51 +290,66 @@ class Trainer:
         AlexeyAB's rule (multiscale.py) for fork=alexeyab."""
         if not self.random:
             return self.cfg.width, self.cfg.height
+        rng = np.random.default_rng((self.options.seed, iteration // RESIZE_EVERY, STREAM_SIZE))
         if self.cfg.fork == "alexeyab":
             return multiscale.size_at(getattr(self.net.layers[self.net.heads[-1]], "random", 0), self.cfg.width,
-                                      self.cfg.height, self.cfg.resize_step, iteration, self.cfg.max_batches,
-                                      np.random.default_rng((self.options.seed, iteration // 10, 3)))
-        block = iteration // 10
-        if block * 10 + 200 > self.cfg.max_batches:
-            return 608, 608
-        dim = (int(np.random.default_rng((self.options.seed, block, 3)).integers(10)) + 10) * 32
+                                      self.cfg.height, self.cfg.resize_step, iteration, self.cfg.max_batches, rng)
+        if iteration // RESIZE_EVERY * RESIZE_EVERY + LAST_AT_LARGEST > self.cfg.max_batches:
+            return LARGEST_SIZE, LARGEST_SIZE
+        dim = (int(rng.integers(SIZE_CHOICES)) + SIZE_MIN_BLOCKS) * SIZE_BLOCK
         return dim, dim
 
-    def _index(self, sample_number: int) -> int:
-        """Every image once per epoch, in an order drawn per epoch."""
-        n = len(self.source)
-        epoch, k = divmod(sample_number, n)
-        if getattr(self, "_perm_epoch", None) != epoch:
-            self._perm = np.random.default_rng((self.options.seed, epoch, 1)).permutation(n)
-            self._perm_epoch = epoch
-        return int(self._perm[k])
-
-    def _keys(self):
+    def sample_keys(self):
+        """Every mini-batch of this process from the current iteration to ``max_batches``: lists
+        of (sample number, image index, width, height), the keys of ``TrainingSamples``."""
         for it in range(self.iteration, self.cfg.max_batches):
             w, h = self.size_at(it)
             for s in range(self.subdivisions):
                 first = it * self.batch + s * self.mini + self.rank * self.local
-                yield [(n, self._index(n), w, h) for n in range(first, first + self.local)]
+                yield [(n, self.order[n], w, h) for n in range(first, first + self.local)]
 
     def _loader(self):
         return torch.utils.data.DataLoader(
-            self.samples, batch_sampler=self._keys(), collate_fn=collate,
+            self.samples, batch_sampler=self.sample_keys(), collate_fn=collate,
             num_workers=self.options.workers, persistent_workers=False,
             pin_memory=self.device.type == "cuda")
 
     # -- one update ----------------------------------------------------------------------------
-    def step(self, minibatches) -> float:
-        """One update from ``subdivisions`` mini-batches; returns Darknet's loss (cost per image)."""
+    def update(self, images, truths) -> float:
+        """One ``train_network`` call on given tensors: ``images`` float32 (batch, 3, h, w),
+        ``truths`` (batch, n, 5) in Darknet's layout (x, y, w, h relative, class; a row of zeros
+        ends an image's list). Runs ``subdivisions`` mini-batches and one SGD step and returns
+        Darknet's loss for the update. A non-finite loss or gradient skips the step (weights and
+        batch-norm statistics kept) and raises TrainingError."""
+        images = torch.as_tensor(images, dtype=torch.float32)
+        truths = torch.as_tensor(truths, dtype=torch.float32)
+        count = self.local * self.subdivisions
+        if images.dim() != 4 or images.shape[:2] != (count, self.cfg.channels) \
+                or truths.dim() != 3 or truths.shape[0] != count or truths.shape[2] != 5:
+            raise TrainingError(f"update() takes {count} images (batch={self.batch}) as (batch, "
+                                f"{self.cfg.channels}, h, w) and truths as (batch, n, 5); got "
+                                f"{tuple(images.shape)} and {tuple(truths.shape)}")
+        weighted = torch.cat([truths, torch.ones_like(truths[..., :1])], 2)  # each truth's weight 1
+        minibatches = [(images[s:s + self.local], weighted[s:s + self.local], [])
+                       for s in range(0, count, self.local)]
+        record = self.step(minibatches)
+        if record.skipped:
+            raise TrainingError(f"iteration {record.iteration}: {record.skipped}; update skipped, weights kept")
+        return record.loss
+
+    def step(self, minibatches) -> UpdateRecord:
+        """One update from ``subdivisions`` mini-batches of (images, truths with weights,
+        problems): Darknet's ``train_network``. Advances ``iteration`` even when the update is
+        skipped (``record.skipped``), as the loop counts it."""
         batch_num = self.iteration + 1
         rate = learning_rate(self.cfg, batch_num, uniform_draw(self.options.seed, batch_num))
-        self.rate = rate
         for group in self.optimizer.param_groups:
             group["lr"] = rate * group["lr_scale"]
         saved_stats = [b.clone() for b in self.net.buffers()]
         cost = torch.zeros((), dtype=torch.float64)
-        self.head_stats = []
+        head_stats = []
         for s, (images, truths, problems) in enumerate(minibatches):
-            self._report(problems)
+            self._report_problems(problems)
             self.net.seen += self.mini
             images, truths = images.to(self.device, non_blocking=True), truths.to(self.device)
             last = s == len(minibatches) - 1
@@ -276,38 +364,38 @@ class Trainer:
                                               images.shape[2], self.net.seen, self.options.label_smoothing)
                     surrogate = surrogate - (delta * x).sum()
                     cost += stats.cost
-                    self.head_stats.append((index, stats))
-                    if log.isEnabledFor(logging.INFO):
-                        log.info("Region %d Avg IOU: %f, Class: %f, Obj: %f, No Obj: %f, .5R: %f, .75R: %f,  "
-                                 "count: %d", index, stats.avg_iou, stats.cls, stats.obj, stats.no_obj,
-                                 stats.recall50, stats.recall75, stats.count)
+                    head_stats.append((index, stats))
                 (surrogate * (self.world / self.batch)).backward()
         total = torch.tensor([cost.item(), float(not self._grads_finite())])
         if self.world > 1:
             dist.all_reduce(total)
         loss = total[0].item() / self.batch
+        record = UpdateRecord(batch_num, self.net.seen, rate, loss, head_stats)
         if total[1] > 0 or not math.isfinite(loss):
-            self.optimizer.zero_grad(set_to_none=True)
             with torch.no_grad():
                 for b, old in zip(self.net.buffers(), saved_stats):
                     b.copy_(old)  # batch-norm statistics from before the bad forward
-            raise _BadStep(loss, f"loss is {loss}" if not math.isfinite(loss)
-                           else f"gradients are not finite (loss {loss:g})")
-        self.optimizer.step()
+            record.skipped = f"loss is {loss}" if not math.isfinite(loss) else \
+                f"gradients are not finite (loss {loss:g})"
+        else:
+            self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
-        return loss
+        self.iteration = batch_num
+        if self.ema is not None:
+            self.ema.step(self.iteration)
+        return record
 
     def _grads_finite(self) -> bool:
         grads = [p.grad for p in self.net.parameters() if p.grad is not None]
         return not grads or bool(torch.isfinite(torch.stack([g.sum() for g in grads]).sum()))
 
-    def _report(self, problems):
+    def _report_problems(self, problems):
         for path, reason in problems:
             if path not in self.reported:
                 self.reported.add(path)
                 log.warning("%s: %s; skipped", path, reason)
 
-    # -- the run -------------------------------------------------------------------------------
+    # -- the loop ------------------------------------------------------------------------------
     def checkpoint(self, suffix: str) -> Path:
         path = self.backup / f"{self.name}_{suffix}.weights"
         if self.rank == 0:
@@ -324,29 +412,32 @@ class Trainer:
             return self.options.valid_every
         if not self.data.valid:
             return 0
-        return max(100, 4 * len(self.source) // self.batch)
+        return max(VALID_EVERY_MIN, VALID_EVERY_EPOCHS * len(self.source) // self.batch)
 
     def validate(self) -> float:
         from ..validate import validate_map
         if self._valid_source is None:
             self._valid_source = open_dataset(self.data, "valid", Problems(known=self.problems))
-        source = self._valid_source
         self.net.eval()
         try:
-            result = validate_map(self.net, source, self.data.names, progress=self.options.progress,
+            result = validate_map(self.net, self._valid_source, self.data.names, progress=self.options.progress,
                                   reported=self.reported)
         finally:
             self.net.train()
         return result.map
 
     def run(self) -> TrainResult:
+        """``train_detector``'s loop: updates from the dataset until ``max_batches``, with
+        validation, checkpoints and a report per iteration."""
         from tqdm import tqdm
+        if self.data is None:
+            raise TrainingError("run() needs a .data file: Trainer(data_file, cfg, ...)")
         opts = self.options
         if self.rank == 0:
             self.backup.mkdir(parents=True, exist_ok=True)
-        record = TrainLog(self.backup, self.name) if self.rank == 0 else None
-        if record:
-            record.drop_after(self.iteration)
+        record_log = TrainLog(self.backup, self.name) if self.rank == 0 else None
+        if record_log:
+            record_log.drop_after(self.iteration)
         result = TrainResult(self.iteration, self.net.seen, best_map=self.best_map)
         every = self.valid_every()
         bar = tqdm(total=self.cfg.max_batches, initial=self.iteration, unit="it",
@@ -356,48 +447,34 @@ class Trainer:
         try:
             while self.iteration < self.cfg.max_batches:
                 start = time.time()
-                minibatches = [next(loader) for _ in range(self.subdivisions)]
-                try:
-                    loss = self.step(minibatches)
-                    bad = 0
-                except _BadStep as e:
+                record = self.step([next(loader) for _ in range(self.subdivisions)])
+                if record.skipped:
                     bad += 1
-                    log.error("iteration %d: %s; update skipped, weights kept", self.iteration + 1, e.reason)
+                    log.error("iteration %d: %s; update skipped, weights kept", record.iteration, record.skipped)
                     if bad >= opts.max_bad_steps:
                         raise TrainingError(
-                            f"iteration {self.iteration + 1}: loss or gradients not finite {bad} times in a row; stopped. "
-                            f"The last good weights are in {self.backup / (self.name + '_last.weights')}") from None
-                    loss = float("nan")
-                self.iteration += 1
-                if self.ema is not None:
-                    self.ema.step(self.iteration)
-                if math.isfinite(loss):
-                    self.avg_loss = loss if self.avg_loss is None else self.avg_loss * 0.9 + loss * 0.1
-                seconds = time.time() - start
-                row = dict(iteration=self.iteration, seen=self.net.seen, loss=f"{loss:.6f}",
-                           avg_loss=f"{self.avg_loss if self.avg_loss is not None else loss:.6f}",
-                           rate=f"{self.rate:.8g}", images_per_s=f"{self.batch / seconds:.2f}",
-                           seconds=f"{seconds:.3f}", map="")
+                            f"iteration {record.iteration}: loss or gradients not finite {bad} times in a row; "
+                            f"stopped. The last good weights are in {self.backup / (self.name + '_last.weights')}")
+                    record.loss = float("nan")
+                else:
+                    bad = 0
+                value = None
                 if every and (self.iteration % every == 0 or self.iteration == self.cfg.max_batches):
                     if self.rank == 0:
                         value = self.validate()
-                        row["map"] = f"{value:.6f}"
                         if self.best_map is None or value > self.best_map:
                             self.best_map = result.best_map = value
                             self.checkpoint("best")
                     if self.world > 1:
                         dist.barrier()
-                result.losses.append(loss)
-                bar.update(1)
-                bar.set_postfix(loss=f"{loss:.3f}", avg=row["avg_loss"], rate=row["rate"],
-                                img_s=row["images_per_s"], refresh=False)
-                if record:
-                    record.append(row)
+                result.losses.append(record.loss)
+                self.report(record, time.time() - start, value, bar, record_log)
                 if self.iteration % opts.last_every == 0:
                     self.checkpoint("last")
-                    if record:
-                        record.chart(self.cfg.max_batches)
-                if self.iteration % 10000 == 0 or (self.iteration < 1000 and self.iteration % 100 == 0):
+                    if record_log:
+                        record_log.chart(self.cfg.max_batches)
+                if self.iteration % CHECKPOINT_EVERY == 0 or (self.iteration < EARLY_CHECKPOINTS_UNTIL and
+                                                               self.iteration % EARLY_CHECKPOINT_EVERY == 0):
                     self.checkpoint(str(self.iteration))
                 if opts.callback:
                     opts.callback(self)
@@ -410,15 +487,32 @@ class Trainer:
             bar.close()
         self.checkpoint("last")
         result.final = self.checkpoint("final")
-        if record:
-            record.chart(self.cfg.max_batches)
+        if record_log:
+            record_log.chart(self.cfg.max_batches)
         result.iteration, result.seen = self.iteration, self.net.seen
         return result
 
-
-class _BadStep(Exception):
-    def __init__(self, loss, reason):
-        self.loss, self.reason = loss, reason
+    def report(self, record: UpdateRecord, seconds: float, map_value, bar, record_log):
+        """The one place an iteration is reported: per-head lines in the log, the progress bar
+        and the CSV row."""
+        if log.isEnabledFor(logging.INFO):
+            for index, stats in record.head_stats:
+                log.info("Region %d Avg IOU: %f, Class: %f, Obj: %f, No Obj: %f, .5R: %f, .75R: %f,  "
+                         "count: %d", index, stats.avg_iou, stats.cls, stats.obj, stats.no_obj,
+                         stats.recall50, stats.recall75, stats.count)
+        loss = record.loss
+        if math.isfinite(loss):
+            self.avg_loss = loss if self.avg_loss is None else \
+                self.avg_loss * AVG_LOSS_KEEP + loss * (1 - AVG_LOSS_KEEP)
+        row = dict(iteration=record.iteration, seen=record.seen, loss=f"{loss:.6f}",
+                   avg_loss=f"{self.avg_loss if self.avg_loss is not None else loss:.6f}",
+                   rate=f"{record.rate:.8g}", images_per_s=f"{self.batch / seconds:.2f}",
+                   seconds=f"{seconds:.3f}", map="" if map_value is None else f"{map_value:.6f}")
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss:.3f}", avg=row["avg_loss"], rate=row["rate"],
+                        img_s=row["images_per_s"], refresh=False)
+        if record_log:
+            record_log.append(row)
 
 
 def train(data_file, cfg, weights=None, *, overrides=(), options: TrainOptions | None = None) -> TrainResult:

@@ -1,44 +1,17 @@
-"""Darknet's training deltas for the detection heads, computed without autograd.
-
-Darknet trains [yolo] and [region] by filling ``l.delta`` in the forward pass and copying it
-unchanged into the previous layer's delta, so ``delta`` is the NEGATIVE gradient of the loss
-with respect to the head's raw input and Darknet's printed cost is ``sum(delta**2)``. Here the
-same delta is computed (pjreddie's forward_yolo_layer / forward_region_layer, vectorised) and the
-trainer back-propagates ``-(delta * raw).sum()``, whose gradient with respect to ``raw`` is
-``-delta``.
-
-Truths are a ``(batch, T, 6)`` tensor of rows ``x, y, w, h, class, weight`` relative to the
-network input; as in Darknet, the first row whose x is 0 ends an image's list. ``weight`` (1, or
-mixup's blend ratio) scales every delta written on behalf of a truth, never the no-object ones.
-"""
+"""pjreddie's [yolo] and [region] deltas: forward_yolo_layer / forward_region_layer's training
+branch (yolo_layer.c, region_layer.c), vectorised."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
 
-from ..errors import DarknetError
-from ..layers.gaussian_yolo import GaussianYolo
-from ..layers.heads import Detection, Region, Yolo
+from ...errors import DarknetError
+from .boxes import box_iou
+from .common import HeadStats, best_truth, first_best, grid, read_truths, write_rounds
 
 REGION_MAX_TRUTHS = 30  # pjreddie's forward_region_layer reads at most 30 truths per image
 REGION_PRIOR_SEEN = 12800  # below this many images seen, [region] pulls every box to its anchor
-IOU_CHUNK = 1 << 24  # cell x truth pairs per IoU block, bounding loop 1's memory
-
-
-@dataclass
-class HeadStats:
-    """The figures Darknet prints for one head after one forward, averaged as Darknet does."""
-
-    avg_iou: float
-    cls: float
-    obj: float
-    no_obj: float
-    recall50: float
-    recall75: float
-    count: int
-    cost: float
 
 
 class _Writes(NamedTuple):
@@ -51,53 +24,6 @@ class _Writes(NamedTuple):
     own: torch.Tensor  # (K,) output of the truth's class (avg_cat)
     out_obj: torch.Tensor  # (K,) objectness output (avg_obj)
     iou: torch.Tensor  # (K,) IoU of the cell's prediction with the truth
-
-
-def box_iou(ax, ay, aw, ah, bx, by, bw, bh):
-    """box.c's box_iou on broadcast tensors: a negative overlap on either axis is no overlap."""
-    w = torch.minimum(ax + aw / 2, bx + bw / 2) - torch.maximum(ax - aw / 2, bx - bw / 2)
-    h = torch.minimum(ay + ah / 2, by + bh / 2) - torch.maximum(ay - ah / 2, by - bh / 2)
-    inter = w.clamp_(min=0).mul_(h.clamp_(min=0))
-    return inter / (aw * ah + bw * bh - inter)
-
-
-def _first_best(iou, valid):
-    """Darknet's ``if (iou > best_iou)`` scan from 0: the first maximum, index 0 when none beats 0."""
-    return torch.where(valid & (iou > 0), iou, 0).max(-1)
-
-
-def _read_truths(truths, limit, classes, x):
-    """The rows Darknet reads: at most ``limit``, ended by the first x == 0, trimmed to the longest list."""
-    t = truths[:, :limit].to(device=x.device, dtype=x.dtype)
-    if t.shape[1] == 0:
-        t = t.new_zeros(t.shape[0], 1, t.shape[2])
-    valid = (t[..., 0] != 0).int().cumprod(1).bool()
-    cls = t[..., 4].long()  # C's (int) cast truncates
-    bad = valid & ((cls < 0) | (cls >= classes))
-    longest, nbad = torch.stack([valid.sum(1).max(), bad.sum()]).tolist()
-    if nbad:  # pjreddie would write outside the class entries
-        raise DarknetError(f"{nbad} truth box(es) have a class id outside 0..{classes - 1}")
-    keep = max(longest, 1)
-    return t[:, :keep], valid[:, :keep], torch.where(valid, cls, 0)[:, :keep]
-
-
-def _best_truth(px, py, pw, ph, t, valid):
-    """Best IoU (and first truth reaching it) of every predicted box against its image's truths.
-
-    Boxes are ``(batch, n, h, w)``; the IoU table is built a block of images at a time.
-    """
-    shape = px.shape
-    px, py, pw, ph = (v.reshape(shape[0], -1, 1) for v in (px, py, pw, ph))
-    step = max(1, IOU_CHUNK // (px.shape[1] * t.shape[1]))
-    best, index = [], []
-    for s in range(0, shape[0], step):
-        tt = t[s:s + step, None]
-        iou = box_iou(px[s:s + step], py[s:s + step], pw[s:s + step], ph[s:s + step],
-                      tt[..., 0], tt[..., 1], tt[..., 2], tt[..., 3])
-        v, i = _first_best(iou, valid[s:s + step, None])
-        best.append(v)
-        index.append(i)
-    return torch.cat(best).view(shape), torch.cat(index).view(shape)
 
 
 def _box_delta(truth, out, i, j, lw, lh, anchor_w, anchor_h, size_w, size_h, scale):
@@ -119,31 +45,6 @@ def _class_deltas(cls_out, cls, label_smoothing, scale):
     target = torch.nn.functional.one_hot(cls, classes).to(cls_out.dtype) * (pos - neg) + neg
     own = cls_out.gather(1, cls[:, None]).squeeze(1)
     return scale[:, None] * (target - cls_out), scale * (pos - own), own
-
-
-def _rank_in_cell(key):
-    """For each truth, how many earlier truths (in Darknet's order) land on the same cell."""
-    order = torch.sort(key, stable=True).indices
-    sorted_key = key[order]
-    pos = torch.arange(key.numel(), device=key.device)
-    start = torch.ones_like(sorted_key, dtype=torch.bool)
-    start[1:] = sorted_key[1:] != sorted_key[:-1]
-    first = torch.cummax(torch.where(start, pos, 0), 0).values
-    rank = torch.empty_like(pos)
-    rank[order] = pos - first
-    return rank
-
-
-def write_rounds(cells, shape):
-    """The writes to ``cells`` (b, n, j, i indices into a delta of ``shape``) in rounds of at
-    most one write per cell, each as (its write indices, its cells), in Darknet's order:
-    applying round after round leaves each cell as Darknet's sequential loop leaves it."""
-    b, n, j, i = cells
-    _, cell_n, _, lh, lw = shape
-    rank = _rank_in_cell(((b * cell_n + n) * lh + j) * lw + i)
-    for r in range(int(rank.max()) + 1 if rank.numel() else 0):
-        s = (rank == r).nonzero().squeeze(1)
-        yield s, (b[s], n[s], j[s], i[s])
 
 
 def _write_truths(delta, cells, writes, cls, tag, coords):
@@ -176,23 +77,16 @@ def _stats(x, delta, sums, count):
                      recall75=recall75 * per, count=count, cost=cost)
 
 
-def _grid(x):
-    """Cell column and row indices, broadcastable against (batch, n, h, w)."""
-    _, _, _, lh, lw = x.shape
-    return (torch.arange(lw, device=x.device).view(1, 1, 1, lw),
-            torch.arange(lh, device=x.device).view(1, 1, lh, 1))
-
-
 def yolo_delta(layer, x, truths, net_w, net_h, label_smoothing=0.0):
     """pjreddie's forward_yolo_layer training branch: ``(delta, stats)`` for raw ``x``
     of shape (batch, n, 5 + classes, h, w)."""
     x = x.detach()
     b, n, _, lh, lw = x.shape
-    t, valid, tcls = _read_truths(truths, layer.max_boxes, layer.classes, x)
+    t, valid, tcls = read_truths(truths, layer.max_boxes, layer.classes, x)
     anchors = torch.tensor(layer.anchors, dtype=x.dtype, device=x.device)
     mask = torch.tensor(layer.mask, device=x.device)
     aw, ah = anchors[mask, 0].view(1, n, 1, 1), anchors[mask, 1].view(1, n, 1, 1)
-    gi, gj = _grid(x)
+    gi, gj = grid(x)
     sx, sy, obj = torch.sigmoid(x[:, :, 0]), torch.sigmoid(x[:, :, 1]), torch.sigmoid(x[:, :, 4])
     pw, ph = torch.exp(x[:, :, 2]) * aw / net_w, torch.exp(x[:, :, 3]) * ah / net_h
 
@@ -210,7 +104,7 @@ def yolo_delta(layer, x, truths, net_w, net_h, label_smoothing=0.0):
         return _Writes(torch.stack(box, 1), weight * (1 - o), full, single, own, o, iou)
 
     # loop 1: every cell/anchor against its image's truths
-    best_iou, best_t = _best_truth((gi + sx) / lw, (gj + sy) / lh, pw, ph, t, valid)
+    best_iou, best_t = best_truth((gi + sx) / lw, (gj + sy) / lh, pw, ph, t, valid)
     delta = torch.zeros_like(x)
     delta[:, :, 4] = torch.where(best_iou > layer.ignore_thresh, 0, -obj)
     hb, hn, hj, hi = (best_iou > layer.truth_thresh).nonzero(as_tuple=True)
@@ -224,7 +118,7 @@ def yolo_delta(layer, x, truths, net_w, net_h, label_smoothing=0.0):
     zero = x.new_zeros(())
     shape_iou = box_iou(zero, zero, anchors[:, 0] / net_w, anchors[:, 1] / net_h,
                         zero, zero, t[..., 2, None], t[..., 3, None])
-    best_n = _first_best(shape_iou, valid[..., None])[1]
+    best_n = first_best(shape_iou, valid[..., None])[1]
     mask_of = [-1] * len(layer.anchors)
     for k in reversed(range(n)):  # int_index: the first mask entry naming the anchor
         mask_of[layer.mask[k]] = k
@@ -250,10 +144,10 @@ def region_delta(layer, x, truths, seen, label_smoothing=0.0):
     x = x.detach()
     b, n, _, lh, lw = x.shape
     coords = layer.coords
-    t, valid, tcls = _read_truths(truths, min(REGION_MAX_TRUTHS, layer.max_boxes), layer.classes, x)
+    t, valid, tcls = read_truths(truths, min(REGION_MAX_TRUTHS, layer.max_boxes), layer.classes, x)
     anchors = torch.tensor(layer.anchors, dtype=x.dtype, device=x.device)
     aw, ah = anchors[:, 0].view(1, n, 1, 1), anchors[:, 1].view(1, n, 1, 1)
-    gi, gj = _grid(x)
+    gi, gj = grid(x)
     sx, sy = torch.sigmoid(x[:, :, 0]), torch.sigmoid(x[:, :, 1])
     if layer.background:  # the objectness entry is the background class: softmax'd with the classes, or raw
         obj = torch.softmax(x[:, :, coords:], 2)[:, :, 0] if layer.softmax else x[:, :, coords]
@@ -269,7 +163,7 @@ def region_delta(layer, x, truths, seen, label_smoothing=0.0):
         return probs[:, 1:] if layer.background else probs
 
     # loop 1: no-object delta unless the box already overlaps a truth; early on, a pull to the anchor
-    best_iou = _best_truth((gi + sx) / lw, (gj + sy) / lh, pw, ph, t, valid)[0]
+    best_iou = best_truth((gi + sx) / lw, (gj + sy) / lh, pw, ph, t, valid)[0]
     delta = torch.zeros_like(x)
     no_obj = layer.noobject_scale * (float(layer.background) - obj)
     delta[:, :, coords] = torch.where(best_iou > layer.thresh, 0, no_obj)
@@ -289,7 +183,7 @@ def region_delta(layer, x, truths, seen, label_smoothing=0.0):
         shape_w, shape_h = pw[tb, :, cj, ci], ph[tb, :, cj, ci]
     zero = x.new_zeros(())
     shape_iou = box_iou(zero, zero, shape_w, shape_h, zero, zero, truth[2, :, None], truth[3, :, None])
-    cn = _first_best(shape_iou, torch.ones_like(shape_iou, dtype=torch.bool))[1]
+    cn = first_best(shape_iou, torch.ones_like(shape_iou, dtype=torch.bool))[1]
     out = (sx[tb, cn, cj, ci], sy[tb, cn, cj, ci], x[tb, cn, 2, cj, ci], x[tb, cn, 3, cj, ci])
     iou = box_iou((ci + out[0]) / lw, (cj + out[1]) / lh, pw[tb, cn, cj, ci], ph[tb, cn, cj, ci], *truth[:4])
     box = _box_delta(truth, out, ci, cj, lw, lh, anchors[cn, 0], anchors[cn, 1], lw, lh,
@@ -309,21 +203,3 @@ def region_delta(layer, x, truths, seen, label_smoothing=0.0):
     # delta_region_class adds to avg_cat only when it writes the whole vector
     sums = (iou.sum(), (own * wrote_full).sum(), o.sum(), obj.sum(), (iou > .5).sum(), (iou > .75).sum())
     return delta, _stats(x, delta, sums, tb.numel())
-
-
-def head_delta(layer, x, truths, net_w, net_h, seen, label_smoothing=0.0):
-    """Darknet's delta and printed figures for any trainable head (AlexeyAB's [yolo] when the
-    section sets any of its options)."""
-    if isinstance(layer, Yolo) and layer.alexeyab:
-        from .yolo_alexeyab import yolo_delta_alexeyab  # it builds on this module's helpers
-        return yolo_delta_alexeyab(layer, x, truths, net_w, net_h, label_smoothing)
-    if isinstance(layer, Yolo):
-        return yolo_delta(layer, x, truths, net_w, net_h, label_smoothing)
-    if isinstance(layer, Region):
-        return region_delta(layer, x, truths, seen, label_smoothing)
-    if isinstance(layer, Detection):
-        raise DarknetError("training [detection] (YOLOv1) heads is not supported")
-    if isinstance(layer, GaussianYolo):
-        from .gaussian_yolo_loss import gaussian_yolo_delta
-        return gaussian_yolo_delta(layer, x, truths, net_w, net_h, label_smoothing)
-    raise DarknetError(f"{type(layer).__name__} is not a detection head")

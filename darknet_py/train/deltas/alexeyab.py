@@ -1,6 +1,6 @@
 """AlexeyAB's forward_yolo_layer training branch (src/yolo_layer.c, box.c), vectorised.
 
-Where it differs from pjreddie's (loss.py): the no-object delta is kept only for cells whose
+Where it differs from pjreddie's (pjreddie.py): the no-object delta is kept only for cells whose
 class outputs are all <= 0.25 or whose best IoU is <= ignore_thresh; box deltas accumulate
 (``+=``) and are MSE scaled by ``iou_normalizer`` or the IoU/GIoU/DIoU/CIoU gradient of
 ``dx_box_iou`` (clipped by ``max_delta``); every truth also trains the masked anchors whose
@@ -22,106 +22,14 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from .loss import (_best_truth, _first_best, _grid, _read_truths, HeadStats, box_iou,
-                   write_rounds)
+from .boxes import box_iou, dx_box_iou, iou_of
+from .common import HeadStats, best_truth, first_best, grid, read_truths, write_rounds
 
 MATCH_THRESH = 0.25  # compare_yolo_class: a cell "matches" when any class output exceeds this
 FOCAL_ALPHA = 0.5
 
 
-def _enclosing(ax, ay, aw, ah, bx, by, bw, bh):
-    """box_c: width and height of the smallest box holding both."""
-    cw = torch.maximum(ax + aw / 2, bx + bw / 2) - torch.minimum(ax - aw / 2, bx - bw / 2)
-    ch = torch.maximum(ay + ah / 2, by + bh / 2) - torch.minimum(ay - ah / 2, by - bh / 2)
-    return cw, ch
-
-
-def iou_of(kind, a, b):
-    """box_iou / box_giou / box_diou / box_ciou of AlexeyAB's box.c (its box_iou is 0 where the
-    intersection or the union is)."""
-    iou = box_iou(*a, *b)
-    iou = torch.where(torch.isfinite(iou), iou, 0)
-    if kind == "iou":
-        return iou
-    cw, ch = _enclosing(*a, *b)
-    if kind == "giou":
-        c = cw * ch
-        union = a[2] * a[3] + b[2] * b[3] - box_iou_intersection(a, b)
-        return torch.where(c == 0, iou, iou - (c - union) / c)
-    c = cw * cw + ch * ch
-    d = (a[0] - b[0]) * (a[0] - b[0]) + (a[1] - b[1]) * (a[1] - b[1])
-    if kind == "diou":
-        return torch.where(c == 0, iou, iou - torch.pow((d / c).double(), 0.6).float())
-    ar = (torch.atan((b[2] / b[3]).double()) - torch.atan((a[2] / a[3]).double()))
-    ar_loss = (4 / (math.pi * math.pi) * ar * ar).float()
-    alpha = (ar_loss / ((1 - iou + ar_loss).double() + 0.000001)).float()
-    return torch.where(c == 0, iou, iou - (d / c + alpha * ar_loss))
-
-
-def box_iou_intersection(a, b):
-    w = torch.minimum(a[0] + a[2] / 2, b[0] + b[2] / 2) - torch.maximum(a[0] - a[2] / 2, b[0] - b[2] / 2)
-    h = torch.minimum(a[1] + a[3] / 2, b[1] + b[3] / 2) - torch.maximum(a[1] - a[3] / 2, b[1] - b[3] / 2)
-    return torch.where((w < 0) | (h < 0), 0, w * h)
-
-
-def dx_box_iou(pred, truth, kind):
-    """box.c's dx_box_iou: the gradient of IoU (or GIoU/DIoU/CIoU) with respect to the predicted
-    x, y, w, h, as (dx, dy, dw, dh)."""
-    px, py, pw, ph = pred
-    tx, ty, tw, th = truth
-    top, bot, left, right = py - ph / 2, py + ph / 2, px - pw / 2, px + pw / 2
-    pt, pb = torch.minimum(top, bot), torch.maximum(top, bot)
-    pl, pr = torch.minimum(left, right), torch.maximum(left, right)
-    t_top, t_bot, t_left, t_right = ty - th / 2, ty + th / 2, tx - tw / 2, tx + tw / 2
-    X = (pb - pt) * (pr - pl)
-    Xhat = (t_bot - t_top) * (t_right - t_left)
-    Ih = torch.minimum(pb, t_bot) - torch.maximum(pt, t_top)
-    Iw = torch.minimum(pr, t_right) - torch.maximum(pl, t_left)
-    I = Iw * Ih
-    U = X + Xhat - I
-    S = (px - tx) * (px - tx) + (py - ty) * (py - ty)
-    gcw = torch.maximum(pr, t_right) - torch.minimum(pl, t_left)
-    gch = torch.maximum(pb, t_bot) - torch.minimum(pt, t_top)
-    gc = gcw * gch
-    zero = torch.zeros_like(px)
-    dX = (-(pr - pl), pr - pl, -(pb - pt), pb - pt)  # t, b, l, r
-    dI = (torch.where(pt > t_top, -Iw, zero), torch.where(pb < t_bot, Iw, zero),
-          torch.where(pl > t_left, -Ih, zero), torch.where(pr < t_right, Ih, zero))
-    dU = [x - i for x, i in zip(dX, dI)]
-    dC = (torch.where(pt < t_top, -gcw, zero), torch.where(pb > t_bot, gcw, zero),
-          torch.where(pl < t_left, -gch, zero), torch.where(pr > t_right, gch, zero))
-    p = [torch.where(U > 0, (U * i - I * u) / (U * U), zero) for i, u in zip(dI, dU)]
-    p[0] = torch.where(top < bot, p[0], p[1])  # corner selection; p_db and p_dr keep their values
-    p[2] = torch.where(left < right, p[2], p[3])
-    apart = (Iw <= 0) | (Ih <= 0)
-    if kind == "giou":
-        term = [(gc * u - U * c) / (gc * gc) for u, c in zip(dU, dC)]
-        p = [torch.where(apart, t, torch.where(gc > 0, v + t, v)) for v, t in zip(p, term)]
-    ct, cb = torch.minimum(py - ph / 2, ty - th / 2), torch.maximum(py + ph / 2, ty + th / 2)
-    cl, cr = torch.minimum(px - pw / 2, tx - tw / 2), torch.maximum(px + pw / 2, tx + tw / 2)
-    cw, ch = cr - cl, cb - ct
-    C = cw * cw + ch * ch
-    one = torch.ones_like(px)
-    dcw_dx = torch.where(pr > t_right, one, zero) - torch.where(pl < t_left, one, zero)
-    dcw_dw = torch.where(pr > t_right, one / 2, zero) - torch.where(pl < t_left, -one / 2, zero)
-    dch_dy = torch.where(pb > t_bot, one, zero) - torch.where(pt < t_top, one, zero)
-    dch_dh = torch.where(pb > t_bot, one / 2, zero) - torch.where(pt < t_top, -one / 2, zero)
-    d = [p[2] + p[3], p[0] + p[1], p[3] - p[2], p[1] - p[0]]  # dx, dy, dw, dh
-    if kind in ("diou", "ciou"):
-        term = [(2 * (tx - px) * C - (2 * cw * dcw_dx) * S) / (C * C),
-                (2 * (ty - py) * C - (2 * ch * dch_dy) * S) / (C * C),
-                (2 * cw * dcw_dw) * S / (C * C), (2 * ch * dch_dh) * S / (C * C)]
-        if kind == "ciou":
-            ar = torch.atan((tw / th).double()) - torch.atan((pw / ph).double())
-            ar_loss = (4 / (math.pi * math.pi) * ar * ar).float()
-            alpha = (ar_loss / ((1 - I / U + ar_loss).double() + 0.000001)).float()
-            term[2] = term[2] + alpha * (8 / (math.pi * math.pi) * ar * ph.double()).float()
-            term[3] = term[3] + alpha * (-8 / (math.pi * math.pi) * ar * pw.double()).float()
-        d = [torch.where(apart, t, torch.where(C > 0, v + t, v)) for v, t in zip(d, term)]
-    return d
-
-
-class _Write:
+class Write:
     """What the truth loop writes at K cells (one row per write, in Darknet's order)."""
 
     def __init__(self, box, obj, full, single, own, out_obj, iou, giou):
@@ -164,7 +72,7 @@ def _box_delta(layer, truth, out, ci, cj, anchor_w, anchor_h, lw, lh, net_w, net
     return torch.stack(d, 1) * weight[:, None], iou, giou
 
 
-def _smoothed_targets(eps):
+def smoothed_targets(eps):
     """``y * (1 - eps) + 0.5 * eps`` for y = 1 and 0, as the C computes it (float eps, the
     half in double)."""
     e = float(np.float32(eps))
@@ -172,12 +80,12 @@ def _smoothed_targets(eps):
     return float(np.float32(one_minus + 0.5 * e)), float(np.float32(0.5 * e))
 
 
-def _class_writes(layer, cls_out, cls, weight, multiplier, eps):
+def class_writes(layer, cls_out, cls, weight, multiplier, eps):
     """delta_yolo_class: the whole-vector delta, and the own-class delta used when that entry
     already holds a delta."""
     classes = cls_out.shape[1]
     own = cls_out.gather(1, cls[:, None]).squeeze(1)
-    pos, neg = _smoothed_targets(eps) if eps else (1.0, 0.0)
+    pos, neg = smoothed_targets(eps) if eps else (1.0, 0.0)
     single = (pos - own) * multiplier
     onehot = torch.nn.functional.one_hot(cls, classes).to(cls_out.dtype)
     if getattr(layer, "focal_loss", 0):  # [Gaussian_yolo] has none
@@ -201,7 +109,7 @@ def assigned_anchors(layer, t, valid, anchors, net_w, net_h):
     zero = t.new_zeros(())
     anchor_w, anchor_h = anchors[:, 0] / net_w, anchors[:, 1] / net_h
     shape = (zero, zero, t[..., 2, None], t[..., 3, None])
-    best_n = _first_best(box_iou(zero, zero, anchor_w, anchor_h, *shape), valid[..., None])[1]
+    best_n = first_best(box_iou(zero, zero, anchor_w, anchor_h, *shape), valid[..., None])[1]
     mask_of = [-1] * total
     for k in reversed(range(len(layer.mask))):  # int_index: the first mask entry naming the anchor
         mask_of[layer.mask[k]] = k
@@ -236,12 +144,12 @@ class HeadInputs(NamedTuple):
 
 def head_inputs(layer, x, truths, label_smoothing) -> HeadInputs:
     x = x.detach()
-    t, valid, tcls = _read_truths(truths, layer.max_boxes, layer.classes, x)
+    t, valid, tcls = read_truths(truths, layer.max_boxes, layer.classes, x)
     return HeadInputs(x, layer.activate(x), t, valid, tcls,
                       torch.tensor(layer.anchors, dtype=x.dtype, device=x.device),
                       torch.tensor(layer.mask, device=x.device),
                       torch.tensor(layer.classes_multipliers or [1.0] * layer.classes, dtype=x.dtype, device=x.device),
-                      _grid(x), layer.label_smooth_eps or label_smoothing)
+                      grid(x), layer.label_smooth_eps or label_smoothing)
 
 
 def yolo_delta_alexeyab(layer, x, truths, net_w, net_h, label_smoothing=0.0):
@@ -257,15 +165,15 @@ def yolo_delta_alexeyab(layer, x, truths, net_w, net_h, label_smoothing=0.0):
         o = out[cb, cn, :, cj, ci]
         box, iou, giou = _box_delta(layer, truth, o[:, :4], ci, cj, anchors[anchor, 0], anchors[anchor, 1],
                                     lw, lh, net_w, net_h, layer.iou_normalizer * mult, weight)
-        full, single, own = _class_writes(layer, o[:, 5:], cls, weight, mult, eps)
+        full, single, own = class_writes(layer, o[:, 5:], cls, weight, mult, eps)
         obj_delta = mult * layer.obj_normalizer * (1 - o[:, 4]) * weight
-        return _Write(box, obj_delta, full, single, own, o[:, 4], iou, giou)
+        return Write(box, obj_delta, full, single, own, o[:, 4], iou, giou)
 
     # loop 1: every cell against its image's truths
     all_w = (torch.exp(out[:, :, 2]) if not layer.new_coords else out[:, :, 2] * out[:, :, 2] * 4)
     all_h = (torch.exp(out[:, :, 3]) if not layer.new_coords else out[:, :, 3] * out[:, :, 3] * 4)
     aw, ah = anchors[mask, 0].view(1, n, 1, 1), anchors[mask, 1].view(1, n, 1, 1)
-    best_iou, best_t = _best_truth((gi + out[:, :, 0]) / lw, (gj + out[:, :, 1]) / lh,
+    best_iou, best_t = best_truth((gi + out[:, :, 0]) / lw, (gj + out[:, :, 1]) / lh,
                                    all_w * aw / net_w, all_h * ah / net_h, t, valid)
     match = (out[:, :, 5:] > MATCH_THRESH).any(2)
     best_match = torch.where(match, best_iou, 0)

@@ -1,9 +1,9 @@
-"""Where training samples come from: Darknet image lists with label files, or COCO json.
+"""Where labelled images come from: Darknet image lists with label files, or COCO json.
 
-Every entry is checked when the dataset is opened, without decoding images, so that a bad
-entry is reported once with its file and line and skipped instead of failing mid-run. Images
-are decoded only when a sample is made (``TrainingSamples``), whose randomness depends on the
-sample's number alone, so a resumed run regenerates the very same samples.
+Training, evaluation and the tools read the same sources. Every entry is checked when the
+dataset is opened, without decoding images, so that a bad entry is reported once with its file
+and line and skipped instead of failing mid-run. Images are decoded only when a sample is made
+(``train.samples.TrainingSamples`` for training).
 """
 from __future__ import annotations
 
@@ -18,14 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from ..cfg import read_data_file
-from ..datafile import resolve
-from ..errors import CfgError, DarknetError, ImageError
-from ..image import load_image
-from .augment import Augment, detection_sample, mixup, with_weight
-from .augment_alexeyab import AlexeyabAugment
+from .cfg import read_data_file
+from .datafile import resolve
+from .errors import CfgError, DarknetError, ImageError
+from .image import load_image
 
 log = logging.getLogger(__name__)
 F32 = np.float32
@@ -37,7 +34,6 @@ DARKNET_RULES = (("images", "labels"), ("JPEGImages", "labels"), ("raw", "labels
 EXTENSIONS = (".jpeg", ".bmp", ".tiff", ".tif", ".webp", ".ppm",
               ".PNG", ".BMP", ".TIFF", ".TIF", ".WEBP", ".PPM")
 INTEGER = re.compile(r"[+-]?[0-9]+")
-MIXUP_BETA = 1.5  # Beta(1.5, 1.5), as in Bag of Freebies
 
 
 def find_replace(text: str, find: str, replace: str) -> str:
@@ -336,54 +332,3 @@ def open_dataset(data_config, split: str = "train", problems: Problems | None = 
     if not len(source):
         raise CfgError(f"{path}: no usable samples", file=str(data_config.path))
     return source
-
-
-class TrainingSamples:
-    """Augmented samples keyed by (sample_number, index, width, height) for a DataLoader.
-
-    All randomness comes from ``default_rng((seed, sample_number))``, so a sample does not
-    depend on the worker that makes it or on what was made before."""
-
-    def __init__(self, source, width: int, height: int, augment: Augment | AlexeyabAugment,
-                 max_boxes: int, seed: int):
-        self.source, self.width, self.height = source, width, height
-        self.augment, self.max_boxes, self.seed = augment, max_boxes, seed
-
-    def __len__(self):
-        return len(self.source)
-
-    def __getitem__(self, key):
-        sample_number, index, width, height = key if len(key) == 4 else (*key, self.width, self.height)
-        rng = np.random.default_rng((self.seed, sample_number))
-        problems: list[tuple[str, str]] = []
-        image, boxes = self._load(index, problems)
-        if self.augment.mixup > 0 and rng.random() < self.augment.mixup:
-            partner = int(rng.integers(len(self.source)))
-            ratio = rng.beta(MIXUP_BETA, MIXUP_BETA)
-            image, boxes = mixup(image, boxes, *self._load(partner, problems), ratio)
-        if isinstance(self.augment, AlexeyabAugment):
-            image, truths = self.augment.sample(
-                image, boxes, rng, width, height, self.max_boxes,
-                lambda: self._load(int(rng.integers(len(self.source))), problems))
-        else:
-            image, truths = detection_sample(image, with_weight(boxes), width, height, self.augment,
-                                             rng, self.max_boxes)
-        return torch.from_numpy(image), torch.from_numpy(truths), problems
-
-    def _load(self, index: int, problems: list):
-        """``source.load(index)``, or the first following index whose image decodes."""
-        count = len(self.source)
-        for step in range(count):
-            i = (index + step) % count
-            try:
-                return self.source.load(i)
-            except ImageError as e:
-                path = str(self.source.paths[i])
-                problems.append((path, str(e).removeprefix(f"{path}: ")))
-        raise DarknetError(f"none of the {count} images decodes")
-
-
-def collate(batch):
-    """Stack images and truths; concatenate the problems found while loading."""
-    images, truths, problems = zip(*batch)
-    return torch.stack(images), torch.stack(truths), [p for found in problems for p in found]

@@ -4,7 +4,7 @@ The box is four Gaussians: per anchor ``x, sigma_x, y, sigma_y, w, sigma_w, h, s
 means get the gradient of the Gaussian negative log-likelihood (or, with an ``iou_loss`` other
 than mse, the IoU/GIoU/DIoU/CIoU gradient of dx_box_iou) times ``iou_normalizer``, the
 uncertainties its gradient times ``uc_normalizer``; all eight are cleared of NaN/inf and clipped
-by ``max_delta``. Where it differs from [yolo] (yolo_alexeyab.py): ``objectness_smooth`` also
+by ``max_delta``. Where it differs from [yolo] (alexeyab.py): ``objectness_smooth`` also
 writes the class vector of ignored cells; the truth loop always overwrites objectness; a class
 vector is written whole unless its FIRST class entry already holds a delta; and every cell's
 eight box deltas are divided by its number of positive class deltas whatever ``iou_thresh`` is.
@@ -22,8 +22,9 @@ from dataclasses import dataclass
 
 import torch
 
-from .loss import _best_truth, HeadStats, write_rounds
-from .yolo_alexeyab import MATCH_THRESH, _class_writes, _Write, assigned_anchors, dx_box_iou, head_inputs, iou_of
+from .alexeyab import MATCH_THRESH, Write, assigned_anchors, class_writes, head_inputs
+from .boxes import dx_box_iou, iou_of
+from .common import HeadStats, best_truth, write_rounds
 
 SIGMA_CONST = 0.3  # added to each sigma in the Gaussian's normaliser
 EPSI = 1e-9  # pow(10, -9) in delta_gaussian_yolo_box
@@ -93,13 +94,13 @@ def gaussian_yolo_delta(layer, x, truths, net_w, net_h, label_smoothing=0.0):
         o = out[cb, cn, :, cj, ci]
         box, iou = _box_delta(layer, truth, o[:, :8], ci, cj, anchors[anchor, 0], anchors[anchor, 1],
                               lw, lh, net_w, net_h, layer.iou_normalizer * mult, weight)
-        full, single, own = _class_writes(layer, o[:, 9:], cls, weight, mult, eps)
-        return _Write(box, mult * on * (1 - o[:, 8]) * weight, full, single, own, o[:, 8], iou, None)
+        full, single, own = class_writes(layer, o[:, 9:], cls, weight, mult, eps)
+        return Write(box, mult * on * (1 - o[:, 8]) * weight, full, single, own, o[:, 8], iou, None)
 
     # loop 1: every cell against its image's truths
     aw, ah = anchors[mask, 0].view(1, n, 1, 1), anchors[mask, 1].view(1, n, 1, 1)
     pred = _boxes(out[:, :, :8].movedim(2, -1), gi, gj, aw, ah, lw, lh, net_w, net_h, CORNER[layer.yolo_point])
-    best_iou, best_t = _best_truth(*pred, t, valid)
+    best_iou, best_t = best_truth(*pred, t, valid)
     best_match = torch.where((out[:, :, 9:] > MATCH_THRESH).any(2), best_iou, 0)
     delta = torch.zeros_like(x)
     ignored = best_match > layer.ignore_thresh
@@ -112,7 +113,7 @@ def gaussian_yolo_delta(layer, x, truths, net_w, net_h, label_smoothing=0.0):
     if cb.numel():
         ct = best_t[cb, cn, cj, ci]
         cls = tcls[cb, ct]
-        full = _class_writes(layer, out[cb, cn, 9:, cj, ci], cls, t[cb, ct, 5], mult_table[cls], eps)[0]
+        full = class_writes(layer, out[cb, cn, 9:, cj, ci], cls, t[cb, ct, 5], mult_table[cls], eps)[0]
         delta[cb, cn, 9:, cj, ci] = full
     hb, hn, hj, hi = hit.nonzero(as_tuple=True)
     if hb.numel():
