@@ -64,7 +64,8 @@ class Watch:
         folder = Path(options.tensorboard) if options.tensorboard else self.backup / "tensorboard" / name
         if available():
             self.board = TrainBoard(folder, purge_step=iteration + 1)
-            self.board_note = f"tensorboard: events in {folder} (tensorboard --logdir {folder.parent})"
+            logdir = folder if options.tensorboard else folder.parent  # the default holds one run per cfg
+            self.board_note = f"tensorboard: events in {folder} (tensorboard --logdir {logdir})"
         else:
             self.board_note = f"tensorboard: not installed; for TensorBoard events, {HOW_TO_GET}"
 
@@ -85,6 +86,14 @@ class Watch:
 
     def print(self, text: str) -> None:
         self.console.print(text)
+
+    def map_lines(self, next_check: int, last_map: float | None, best_map: float | None) -> None:
+        """AlexeyAB's -map lines before an iteration's line (not under the bar)."""
+        if not self.speaks or self.console.bar is not None:
+            return
+        self.console.print(f" (next mAP calculation at {next_check} iterations) ")
+        if last_map is not None and last_map > 0:
+            self.console.print(f" Last accuracy mAP@0.5 = {last_map * 100:2.2f} %, best = {(best_map or 0) * 100:2.2f} % ")
 
     def iteration(self, record, seconds: float, images: int, validation=None, best: bool = False) -> dict:
         """Report one update (an ``UpdateRecord``: iteration, seen, rate, loss, head_stats) and
