@@ -9,10 +9,11 @@ from .samples import collate
 log = logging.getLogger(__name__)
 
 
-def first_samples(trainer, count: int | None = None):
+def first_samples(trainer, count: int | None = None, report=None):
     """The first ``count`` samples (default: one mini-batch, ``batch/subdivisions``) in the
     trainer's own order and sizes, from its iteration on: (images (n, 3, h, w), truths
-    (n, max_boxes, 6))."""
+    (n, max_boxes, 6)). Images that do not decode go to ``report`` (a list of (path, reason);
+    default: logged)."""
     count = count or trainer.mini
     keys = []
     for minibatch in trainer.sample_keys():
@@ -20,7 +21,9 @@ def first_samples(trainer, count: int | None = None):
         if len(keys) == count:
             break
     images, truths, problems = collate([trainer.samples[key] for key in keys])
-    for path, reason in problems:
+    if report is not None:
+        report(problems)
+    for path, reason in problems if report is None else ():
         log.warning("%s: %s; replaced by the next image", path, reason)
     return images, truths
 

@@ -478,7 +478,8 @@ class Trainer:
         self.net.eval()
         try:
             return validate_map(self.net, self.valid_source(), self.data.names,
-                                progress=self.options.progress and self.rank == 0, reported=self.reported)
+                                progress=self.watch.console.bar_wanted if self.watch else self.options.progress,
+                                reported=self.reported)
         finally:
             self.net.train()
 
@@ -517,8 +518,11 @@ class Trainer:
             try:
                 self.watch.start(self.banner(schedule) if speaks else None, self.iteration, self._batch_picture)
                 self._loop(schedule, result)
-            except KeyboardInterrupt as e:
-                raise self._interrupted(getattr(e, "signum", signal.SIGINT)) from None
+            except Interrupted as e:
+                raise self._interrupted(e.signum) from None
+            except KeyboardInterrupt:  # raised by other code (a callback): saved the same way, passed on
+                self._interrupted(signal.SIGINT)
+                raise
             finally:
                 self.watch.close()
         self.checkpoint("last")
@@ -570,6 +574,7 @@ class Trainer:
                 opts.callback(self)
 
     last_map = None  # the latest mAP measured in this run
+    watch = None  # the run's console, CSV, chart and TensorBoard (watch.py), while run() runs
 
     def report(self, record: UpdateRecord, seconds: float, validation=None, best: bool = False) -> None:
         """The one place an iteration is reported: the console, the CSV, TensorBoard (watch.py);
@@ -584,8 +589,7 @@ class Trainer:
         self.net.seen = self.iteration * self.batch
         last = self.backup / f"{self.name}_last.weights"
         try:
-            self.checkpoint("last", staged=True)
-            self.watch.chart()
+            self.checkpoint("last", staged=True)  # the chart waits for the resume: out quickly
             saved = True
         except Interrupted:
             saved = False
@@ -595,7 +599,7 @@ class Trainer:
         """The first augmented mini-batch with its boxes (TensorBoard's picture), as BGR."""
         from ..draw import batch_grid
         from .preview import first_samples
-        images, truths = first_samples(self)
+        images, truths = first_samples(self, report=self._report_problems)
         return batch_grid(images.numpy(), truths.numpy(), self.data.names, self.data.classes)
 
 
