@@ -83,6 +83,8 @@ class Anchors:
     avg_iou: float       # percent, as Darknet prints it
     rounds: int
     boxes: int
+    points: np.ndarray | None = None       # (boxes, 2) the labels' w, h in network pixels
+    assignments: np.ndarray | None = None  # each point's cluster, an index into centers
 
     def line(self, width: int) -> str:
         """Darknet's ``anchors = ...`` text: ``%3.0f,%3.0f`` pairs, ``%2.4f`` when width <= 32."""
@@ -107,7 +109,23 @@ def calc_anchors(source, num_of_clusters: int, width: int, height: int, seed: in
     if width <= 0 or height <= 0:
         raise DarknetError(f"width and height must be positive, got {width} x {height}")
     points = box_sizes(source, width, height)
-    centers, _, rounds = kmeans(points, num_of_clusters, seed)
+    centers, assignments, rounds = kmeans(points, num_of_clusters, seed)
     area = centers[:, 0] * centers[:, 1]
-    centers = centers[np.argsort(area, kind="stable")]
-    return Anchors(centers, average_iou(points, centers), rounds, len(points))
+    order = np.argsort(area, kind="stable")
+    centers = centers[order]
+    assignments = np.argsort(order)[assignments]  # the sorted centres' indices
+    return Anchors(centers, average_iou(points, centers), rounds, len(points), points, assignments)
+
+
+def cluster_picture(anchors: Anchors, width: int, height: int, size: int = 700) -> np.ndarray:
+    """AlexeyAB's ``show_anchors`` picture (its cloud.png): every label's (w, h) as a dot coloured by
+    its cluster, each anchor as a white rectangle from the origin, on ``size`` x ``size`` pixels
+    scaled by the network's width and height (BGR)."""
+    import cv2
+    img = np.zeros((size, size, 3), np.uint8)
+    for (w, h), k in zip(anchors.points.tolist(), anchors.assignments.tolist()):
+        rgb = ((k * 123 + 55) % 255, (k * 321 + 33) % 255, (k * 11 + 99) % 255)
+        cv2.circle(img, (int(w * size / width), int(h * size / height)), 1, rgb[::-1], -1)
+    for w, h in anchors.centers.tolist():
+        cv2.rectangle(img, (0, 0), (int(w * size / width), int(h * size / height)), (255, 255, 255), 1)
+    return img

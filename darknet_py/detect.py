@@ -1,12 +1,13 @@
 """``detect``: image(s) -> Darknet's detections (``get_network_boxes`` + ``do_nms_sort``)."""
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .image import letterbox, load_image, resize_image
+from .image import from_bgr, letterbox, load_image, resize_image
 from .layers.gaussian_yolo import GaussianYolo
 from .layers.heads import Detection, Region, Yolo
 from .postprocess import (Detections, correct_boxes, decode_detection, decode_gaussian_yolo, decode_region,
@@ -14,14 +15,22 @@ from .postprocess import (Detections, correct_boxes, decode_detection, decode_ga
 
 
 def _as_image(item):
+    """(Darknet's float RGB CHW image, its path or None) of a path, a (3, h, w) float array in
+    [0, 1] as load_image gives, or an (h, w, 3) uint8 BGR array as cv2.imread gives."""
     if isinstance(item, (str, Path)):
-        return load_image(item)
+        return load_image(item), str(item)
     if isinstance(item, torch.Tensor):
         item = item.detach().cpu().numpy()
-    image = np.asarray(item, dtype=np.float32)
+    item = np.asarray(item)
+    if item.dtype == np.uint8:
+        if item.ndim != 3 or item.shape[2] != 3:
+            raise ValueError(f"expected an (h, w, 3) uint8 BGR image as cv2.imread gives, got {item.shape}")
+        return from_bgr(item), None
+    image = item.astype(np.float32, copy=False)
     if image.ndim != 3 or image.shape[0] != 3:
-        raise ValueError(f"expected a (3, h, w) float image in [0, 1] as load_image gives, got {image.shape}")
-    return image
+        raise ValueError("expected a path, an (h, w, 3) uint8 BGR image (cv2.imread) or a (3, h, w) float "
+                         f"image in [0, 1] (load_image), got {image.dtype} {image.shape}")
+    return image, None
 
 
 def uses_letterbox(net, letterbox=None) -> bool:
@@ -70,15 +79,18 @@ def network_boxes(net, outputs, b, im_w, im_h, thresh, letter=True):
     return Detections(*(np.concatenate(arrays) for arrays in zip(*parts)))
 
 
-def detect(net, images, thresh=0.25, hier_thresh=0.5, nms=0.45, batch_size=8, letterbox=None):
-    """Detections of one image (a path or a (3, h, w) array) or of a list of them (batched).
+def detect(net, images, thresh=0.25, hier_thresh=0.5, nms=0.45, batch_size=8, letterbox=None, names=None):
+    """Detections of one image or of a list of them (batched). An image is a path, an
+    (h, w, 3) uint8 BGR array as ``cv2.imread`` returns it, or a (3, h, w) float32 RGB array
+    in [0, 1] as :func:`darknet_py.load_image` returns it.
 
     Matches Darknet's ``get_network_boxes(net, w, h, thresh, hier_thresh, 0, relative=1, letter)``
     then ``do_nms_sort(dets, n, classes, nms)`` (AlexeyAB's ``diounms_sort`` when the last
     layer sets ``nms_kind``). The image is letterboxed or resized as the network's fork does
     it (:func:`uses_letterbox`; ``letterbox=True/False`` overrides). ``hier_thresh`` only
     matters for YOLO9000 trees, which are refused at load time; it is accepted for Darknet's
-    signature.
+    signature. Each result knows its image's path (when given one) and size, ``names`` (a
+    list of class names) when given, and ``thresh``.
     """
     single = not isinstance(images, (list, tuple))
     items = [images] if single else list(images)
@@ -87,12 +99,14 @@ def detect(net, images, thresh=0.25, hier_thresh=0.5, nms=0.45, batch_size=8, le
     param = next(net.parameters(), torch.empty(0))
     results = []
     for start in range(0, len(items), batch_size):
-        chunk = [_as_image(item) for item in items[start:start + batch_size]]
+        chunk, paths = zip(*(_as_image(item) for item in items[start:start + batch_size]))
         x = torch.from_numpy(np.stack([network_input(im, net_w, net_h, letter) for im in chunk]))
         with torch.inference_mode():
             outputs = net(x.to(param.device))
         sizes = [(im.shape[2], im.shape[1]) for im in chunk]
-        results.extend(detections_from_outputs(net, outputs, sizes, thresh, nms, letter))
+        found = detections_from_outputs(net, outputs, sizes, thresh, nms, letter)
+        results.extend(replace(d, image_path=path, names=None if names is None else list(names))
+                       for d, path in zip(found, paths))
     return results[0] if single else results
 
 
@@ -105,5 +119,6 @@ def detections_from_outputs(net, outputs, image_sizes, thresh=0.25, nms=0.45, le
     letter = uses_letterbox(net, letterbox)
     last = net.layers[-1]
     kind, beta = getattr(last, "nms_kind", "default"), getattr(last, "beta_nms", 0.6)
-    return [nms_sort(network_boxes(net, outputs, b, w, h, thresh, letter), nms, kind, beta)
+    return [replace(nms_sort(network_boxes(net, outputs, b, w, h, thresh, letter), nms, kind, beta),
+                    image_size=(int(w), int(h)), thresh=float(thresh))
             for b, (w, h) in enumerate(image_sizes)]

@@ -1,5 +1,6 @@
-"""Pictures: detections as Darknet's ``draw_detections`` draws them, training images with their
-truth boxes, and COCO result records."""
+"""Pictures: detections as Darknet's ``draw_detections`` draws them and training images with their
+truth boxes (public: ``Detections.plot`` and the command line use them; ``class_colour`` and
+``pixel_box`` are Darknet's colour and box rules). COCO records: :mod:`darknet_py.coco`."""
 from __future__ import annotations
 
 import math
@@ -9,13 +10,6 @@ import numpy as np
 
 # Darknet's get_color palette, indexed as it does: offset = class * 123457 % classes.
 _COLORS = np.array([[1, 0, 1], [0, 0, 1], [0, 1, 1], [0, 1, 0], [1, 1, 0], [1, 0, 0]], np.float32)
-
-# validate_detector's map from the 80 COCO classes to COCO's category ids.
-COCO_IDS = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 27,
-            28, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40, 41, 42, 43, 44, 46, 47, 48, 49, 50, 51, 52, 53,
-            54, 55, 56, 57, 58, 59, 60, 61, 62, 63, 64, 65, 67, 70, 72, 73, 74, 75, 76, 77, 78, 79, 80,
-            81, 82, 84, 85, 86, 87, 88, 89, 90]
-
 
 def get_color(c: int, x: int, max_value: int) -> float:
     ratio = x / max_value * 5
@@ -66,26 +60,6 @@ def draw_detections(bgr: np.ndarray, det, thresh: float, names: list[str]) -> np
         cv2.rectangle(out, (left, y0), (left + tw, y0 + th + base), colour, -1)
         cv2.putText(out, text, (left, y0 + th), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 1, cv2.LINE_AA)
     return out
-
-
-def coco_records(det, image_id: int, w: int, h: int, coco: bool, thresh: float = 0.0):
-    """COCO results entries as ``validate_detector`` writes them: corners clamped to the image,
-    bbox [x, y, width, height] in pixels, one entry per class above ``thresh``. Darknet clamps
-    only one side of each corner, which gives negative sizes to boxes wholly outside the image;
-    we clamp both (such a box gets size 0)."""
-    def clamp(v, hi):
-        return min(max(v, 0.0), float(hi))
-
-    records = []
-    for i in range(len(det)):
-        x, y, bw, bh = (float(v) for v in det.boxes[i])
-        xmin, xmax = clamp((x - bw / 2) * w, w), clamp((x + bw / 2) * w, w)
-        ymin, ymax = clamp((y - bh / 2) * h, h), clamp((y + bh / 2) * h, h)
-        for j in np.flatnonzero(det.probs[i] > thresh):
-            records.append({"image_id": image_id, "category_id": COCO_IDS[j] if coco else int(j),
-                            "bbox": [round(xmin, 4), round(ymin, 4), round(xmax - xmin, 4), round(ymax - ymin, 4)],
-                            "score": round(float(det.probs[i, j]), 6)})
-    return records
 
 
 def tile(images: list[np.ndarray], gap: int = 2) -> tuple[np.ndarray, list[tuple[int, int]]]:

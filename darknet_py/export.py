@@ -31,9 +31,9 @@ def output_names(net) -> list[str]:
     return [f"output{i}" for i in range(len(net.outputs))]
 
 
-def _export(module, inputs, f, input_names, names, opset) -> None:
-    """The TorchScript exporter with every axis 0 named ``batch`` (dynamic)."""
-    axes = {name: {0: "batch"} for name in (*input_names, *names)}
+def _export(module, inputs, f, input_names, names, opset, axes=None) -> None:
+    """The TorchScript exporter with every axis 0 named ``batch`` (dynamic) unless ``axes`` says."""
+    axes = axes or {name: {0: "batch"} for name in (*input_names, *names)}
     with warnings.catch_warnings():
         # The legacy exporter announces its own deprecation; the tracer warns that Python
         # arithmetic on the spatial size is frozen, which is intended: only the batch varies.
@@ -74,10 +74,14 @@ def _first_line(error: Exception) -> str:
     return f"{type(error).__name__}: {text.splitlines()[0] if text else ''}"
 
 
-def export_onnx(net, path, *, opset: int = OPSET) -> list[str]:
+def export_onnx(net, path, *, opset: int = OPSET, decode: bool = False, letterbox: bool | None = None,
+                thresh: float = 0.25, nms: float | None = None) -> list[str]:
     """Write ``net`` (a ``Darknet``, on the CPU) to ``path`` as ONNX and check the file with
     ``onnx.checker``. The input is ``input`` (batch, channels, height, width) at the network's
-    size; returns the output names. A layer the exporter cannot express is named in the error."""
+    size; returns the output names. A layer the exporter cannot express is named in the error.
+    ``decode``: the graph also decodes the boxes (a second input ``image_size``, outputs
+    ``boxes``, ``objectness``, ``scores``; with ``nms`` an IoU threshold, ``selected`` from
+    ``NonMaxSuppression``): :mod:`darknet_py.export_decode`; ``letterbox`` as in ``detect``."""
     try:
         import onnx
     except ImportError:
@@ -85,10 +89,18 @@ def export_onnx(net, path, *, opset: int = OPSET) -> list[str]:
     net.eval()
     shape = net.net_input_shape
     x = torch.rand(1, shape.c, shape.h, shape.w)
-    names = output_names(net)
+    names, module, inputs, input_names, axes = output_names(net), net, (x,), [INPUT], None
+    if decode:
+        from .detect import uses_letterbox
+        from .export_decode import DECODED_OUTPUTS, SELECTED, DecodedDetector
+        module = DecodedDetector(net, uses_letterbox(net, letterbox), thresh, nms).eval()
+        inputs, input_names = (x, torch.tensor([[shape.w * 1.5, float(shape.h)]])), [INPUT, "image_size"]
+        names = list(DECODED_OUTPUTS) + ([SELECTED] if nms is not None else [])
+        axes = {name: {0: "batch"} for name in (*input_names, *DECODED_OUTPUTS)}
+        axes[SELECTED] = {0: "selected"}
     buffer = io.BytesIO()
     try:
-        _export(net, (x,), buffer, [INPUT], names, opset)
+        _export(module, inputs, buffer, input_names, names, opset, axes)
     except Exception as e:  # noqa: BLE001 -- the exporter raises many types; find the layer
         blamed = _failing_layer(net, opset)
         if blamed is None:

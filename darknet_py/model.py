@@ -1,6 +1,8 @@
 """Darknet(nn.Module): a cfg planned through the registry, then built and run generically."""
 from __future__ import annotations
 
+import functools
+import logging
 import os
 import warnings
 from dataclasses import dataclass, replace
@@ -15,6 +17,8 @@ from .errors import CfgError
 from .netcfg import NetConfig
 from .registry import BuildContext, LayerSpec, Shape, builder_for
 from .weights import Header, read_weights, write_weights
+
+log = logging.getLogger(__name__)
 
 DEFAULT_MAX_BYTES = 4 << 30  # parameters + one image's activations; DARKNET_PY_MAX_BYTES overrides
 PRECISIONS = ("exact", "fast")
@@ -267,6 +271,8 @@ class Darknet(nn.Module):
         if device.type == "cpu" and torch.backends.mkldnn.is_available() \
                 and torch.ops.mkldnn._is_mkldnn_bf16_supported():
             return torch.bfloat16
+        if device.type == "cpu":
+            _say_fast_is_float32()
         return torch.float32
 
     def forward(self, x):
@@ -309,6 +315,15 @@ class Darknet(nn.Module):
         """Write the layers before ``cutoff`` (all by default) with ``header`` (default: the
         loaded one, so load + save gives the same bytes)."""
         write_weights(self, path, cutoff, header)
+
+
+@functools.cache
+def _say_fast_is_float32() -> None:
+    """Once per process: on this CPU fast mode has no cheaper arithmetic than exact's."""
+    from .native import cpu_model
+    log.warning("precision='fast': this CPU (%s) has no bfloat16 arithmetic (AVX-512-BF16 or AMX), and "
+                "darknet_py has no other lower-precision route for it; fast mode runs float32 with batch "
+                "norm folded into the convolutions, near exact mode's speed", cpu_model())
 
 
 def load(cfg, weights=None, *, cutoff=None, width=None, height=None, max_bytes=None,

@@ -7,7 +7,7 @@ is a merge sort here), so the final list is in the same order as Darknet's.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -20,11 +20,17 @@ F32 = np.float32
 class Detections:
     """Boxes of one image in Darknet's order: ``boxes`` (N, 4) centre x, y, w, h relative to the
     original image; ``objectness`` (N,); ``probs`` (N, classes), 0 where below the threshold or
-    suppressed by NMS."""
+    suppressed by NMS. :func:`darknet_py.detect` also fills in what the image was
+    (``image_path``, ``image_size`` as (width, height)), the class ``names`` when given, and the
+    ``thresh`` it used, which the pixel boxes, drawing and serialisers below need."""
 
     boxes: np.ndarray
     objectness: np.ndarray
     probs: np.ndarray
+    image_path: str | None = None
+    image_size: tuple[int, int] | None = None
+    names: list[str] | None = None
+    thresh: float = 0.0
 
     def __len__(self):
         return len(self.boxes)
@@ -34,6 +40,103 @@ class Detections:
         in the order Darknet prints them."""
         i, j = np.nonzero(self.probs > thresh)
         return np.column_stack([i, self.boxes[i], self.objectness[i], j, self.probs[i, j]]).astype(F32)
+
+    # -- the results object: pixel boxes, names, drawing, COCO and Darknet JSON ------------------
+
+    def _size(self) -> tuple[int, int]:
+        if self.image_size is None:
+            raise ValueError("pixel boxes need the image size: set image_size=(width, height) "
+                             "(detect() sets it)")
+        return self.image_size
+
+    @property
+    def xyxy(self) -> np.ndarray:
+        """(N, 4) float64 pixel corners left, top, right, bottom, clamped to the image (as the
+        COCO writer clamps them)."""
+        w, h = self._size()
+        b = self.boxes.astype(np.float64)
+        x0, x1 = b[:, 0] - b[:, 2] / 2, b[:, 0] + b[:, 2] / 2
+        y0, y1 = b[:, 1] - b[:, 3] / 2, b[:, 1] + b[:, 3] / 2
+        return np.stack([np.clip(x0 * w, 0, w), np.clip(y0 * h, 0, h),
+                         np.clip(x1 * w, 0, w), np.clip(y1 * h, 0, h)], 1).reshape(-1, 4)
+
+    @property
+    def xywh(self) -> np.ndarray:
+        """(N, 4) pixel boxes left, top, width, height (COCO's ``bbox``) of :attr:`xyxy`."""
+        c = self.xyxy
+        return np.stack([c[:, 0], c[:, 1], c[:, 2] - c[:, 0], c[:, 3] - c[:, 1]], 1).reshape(-1, 4)
+
+    @property
+    def class_ids(self) -> np.ndarray:
+        """Each box's most probable class (the first of equals), -1 where every prob is 0."""
+        if not len(self):
+            return np.zeros(0, np.int64)
+        best = self.probs.argmax(1)
+        return np.where(self.probs.max(1) > 0, best, -1)
+
+    @property
+    def scores(self) -> np.ndarray:
+        """Each box's largest class probability (0 for a suppressed box)."""
+        return self.probs.max(1) if len(self) else np.zeros(0, F32)
+
+    def name(self, cls: int) -> str:
+        """The class's name, or its number when no names were given."""
+        return self.names[cls] if self.names is not None and 0 <= cls < len(self.names) else str(cls)
+
+    def kept(self, thresh: float | None = None) -> "Detections":
+        """The boxes with some class above ``thresh`` (default: the detection threshold), in
+        Darknet's order; the suppressed ones are left out."""
+        keep = (self.probs > (self.thresh if thresh is None else thresh)).any(1)
+        return replace(self, boxes=self.boxes[keep], objectness=self.objectness[keep], probs=self.probs[keep])
+
+    def to_coco(self, image_id: int, category_ids=None, extra: dict | None = None) -> list[dict]:
+        """COCO results records, one per (box, class) with prob > 0, through the one COCO writer
+        (:mod:`darknet_py.coco`); ``category_ids`` maps class index -> category id."""
+        from .coco import coco_records
+        w, h = self._size()
+        i, j = np.nonzero(self.probs > 0)
+        return coco_records(image_id, self.boxes[i], j, self.probs[i, j], w, h, category_ids, extra)
+
+    def to_dict(self, frame_id: int = 1) -> dict:
+        """AlexeyAB's ``detection_to_json`` record: frame_id, filename, and per (box, class) with
+        prob > 0.005 (names starting "dont_show" left out) class_id, name, relative_coordinates
+        and confidence, in Darknet's order."""
+        objects = []
+        for i, j in zip(*np.nonzero(self.probs > F32(0.005))):
+            name = self.name(int(j))
+            if name.startswith("dont_show"):
+                continue
+            x, y, w, h = (float(v) for v in self.boxes[i])
+            objects.append({"class_id": int(j), "name": name,
+                            "relative_coordinates": {"center_x": x, "center_y": y, "width": w, "height": h},
+                            "confidence": float(self.probs[i, j])})
+        record = {"frame_id": int(frame_id)}
+        if self.image_path is not None:
+            record["filename"] = str(self.image_path)
+        record["objects"] = objects
+        return record
+
+    def to_json(self, frame_id: int = 1) -> str:
+        """:meth:`to_dict` as JSON text; a list of them is the file AlexeyAB's ``-out`` writes."""
+        import json
+        return json.dumps(self.to_dict(frame_id))
+
+    def plot(self, image=None, thresh: float | None = None) -> np.ndarray:
+        """A copy of ``image`` (BGR uint8 HWC as cv2.imread gives; default: read from
+        ``image_path``) with Darknet's boxes and labels drawn (:func:`darknet_py.draw.draw_detections`)."""
+        from .draw import draw_detections
+        from .image import read_bgr
+        if image is None:
+            if self.image_path is None:
+                raise ValueError("plot() needs the image: pass the BGR array (detect() on an array keeps no path)")
+            image = read_bgr(self.image_path)
+        names = self.names if self.names is not None else [str(c) for c in range(self.probs.shape[1])]
+        return draw_detections(image, self, self.thresh if thresh is None else thresh, names)
+
+    def save(self, path, image=None, thresh: float | None = None):
+        """Write :meth:`plot` to ``path`` (the format by its extension, written atomically)."""
+        from .outputs import check_output, write_image
+        return write_image(check_output(path, "image"), self.plot(image, thresh))
 
 
 def _probs(scale, classes, thresh):

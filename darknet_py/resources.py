@@ -48,6 +48,13 @@ def find_packaged(name) -> Path | None:
     return None
 
 
+def is_packaged(path) -> bool:
+    """Whether ``path`` is one of the packaged files (which nothing should write beside)."""
+    resolved = Path(path).resolve()
+    root = share_root().resolve()
+    return any(resolved.is_relative_to(root / folder) for folder in ("cfg", "data"))
+
+
 def input_path(value, what: str = "file") -> str:
     """``value`` itself when it exists; else the packaged file of that name (announced on
     stderr); else ``value`` unchanged, so that the reader reports it missing."""

@@ -2,12 +2,11 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import numpy as np
 
 from .detect import detect
-from .errors import DarknetError, ImageError
+from .errors import ImageError
 
 log = logging.getLogger(__name__)
 
@@ -77,16 +76,11 @@ def threshold_sweep(detections, truths, names, thresholds=SWEEP, iou_thresh=0.5,
 
 
 def coco_results(detections, sizes, image_ids, category_ids=None):
-    """COCO results records (bbox in pixels, top-left x, y, w, h) of the validation detections."""
+    """COCO results records of the validation detections (``darknet_py.coco.coco_records``)."""
+    from .coco import coco_records
     records = []
     for dets, (w, h), image_id in zip(detections, sizes, image_ids):
-        for cls, prob, cx, cy, bw, bh in dets.tolist():
-            x0, y0 = max((cx - bw / 2) * w, 0.0), max((cy - bh / 2) * h, 0.0)
-            x1, y1 = min((cx + bw / 2) * w, w), min((cy + bh / 2) * h, h)
-            category = int(cls) if category_ids is None else category_ids[int(cls)]
-            records.append({"image_id": image_id, "category_id": category,
-                            "bbox": [round(x0, 3), round(y0, 3), round(x1 - x0, 3), round(y1 - y0, 3)],
-                            "score": round(prob, 6)})
+        records += coco_records(image_id, dets[:, 2:6], dets[:, 0], dets[:, 1], w, h, category_ids)
     return records
 
 
@@ -113,26 +107,4 @@ def coco_summary(ground_truth, records):
         ev.summarize()
     return dict(zip(COCO_STATS, (float(v) for v in ev.stats)))
 
-
-def image_ids(paths, ground_truth=None):
-    """COCO image ids of validation images: by file name from a COCO file when given, else the
-    number in the file name (as Darknet's COCO writer reads ``COCO_val2014_000000000042.jpg``)."""
-    by_name = {}
-    if ground_truth is not None:
-        import json
-        by_name = {Path(im["file_name"]).name: im["id"] for im in json.loads(Path(ground_truth).read_text())["images"]}
-    ids = []
-    for number, path in enumerate(paths):
-        name = Path(path).name
-        if name in by_name:
-            ids.append(by_name[name])
-            continue
-        digits = Path(path).stem.split("_")[-1]
-        if not digits.isdigit():
-            if ground_truth is not None:
-                raise DarknetError(f"{path}: not in {ground_truth}")
-            ids.append(number)
-            continue
-        ids.append(int(digits))
-    return ids
 

@@ -68,6 +68,7 @@ def test_detector_test_prints_labels_and_writes_predictions(tmp_path, capsys, mo
 
 def test_detect_writes_annotations_and_coco_json(tmp_path, weights_for, capsys):
     import json
+    from pathlib import Path
 
     from pycocotools.coco import COCO
     weights = weights_for("yolov3-tiny.cfg", seed=7)
@@ -81,8 +82,10 @@ def test_detect_writes_annotations_and_coco_json(tmp_path, weights_for, capsys):
     assert sorted(p.name for p in out.iterdir()) == ["dog.jpg", "eagle.jpg"]
     records = json.loads((tmp_path / "results.json").read_text())
     assert records and {"image_id", "category_id", "bbox", "score"} <= set(records[0])
+    # names without numbers: ids 1, 2 in input order (darknet_py.coco's rule), and each record names its file
+    assert {(r["image_id"], Path(r["file_name"]).name) for r in records} == {(1, "dog.jpg"), (2, "eagle.jpg")}
     gt = COCO()  # a minimal ground truth naming the two images, so that loadRes validates ids
-    gt.dataset = {"images": [{"id": 0, "width": 768, "height": 576}, {"id": 1, "width": 1, "height": 1}],
+    gt.dataset = {"images": [{"id": 1, "width": 768, "height": 576}, {"id": 2, "width": 1, "height": 1}],
                   "annotations": [], "categories": [{"id": i} for i in range(1, 91)]}
     gt.createIndex()
     results = gt.loadRes(str(tmp_path / "results.json"))

@@ -373,5 +373,5 @@ def test_two_iterations_through_the_trainer(shapes, tmp_path):  # noqa: F811
     t.run()
     assert t.iteration == 2
     assert any(not torch.equal(v, t.net.state_dict()[k]) for k, v in before.items() if "weight" in k)
-    (_, stats), = t.head_stats
+    (_, stats), = t.last_record.head_stats
     assert stats.count > 0 and math.isfinite(stats.cost) and stats.uc_loss > 0

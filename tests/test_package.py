@@ -22,12 +22,23 @@ from conftest import ROOT, SHARED
 WEIGHTS = SHARED / "weights" / "yolov3-tiny.weights"
 
 
+def _isolation() -> list[str]:
+    """Build with the installed setuptools when it is new enough (the test extra asks for it),
+    else let pip fetch pyproject.toml's build requirements."""
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        major = int(version("setuptools").split(".")[0])
+    except (PackageNotFoundError, ValueError):
+        return []
+    return ["--no-build-isolation"] if major >= 77 else []
+
+
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory):
     """(venv folder, wheel path) of this tree's wheel in a fresh venv."""
     base = tmp_path_factory.mktemp("package")
     wheels = base / "wheels"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", *_isolation(), "-q",
                     "-w", str(wheels), str(ROOT)], check=True, cwd=base)
     wheel, = wheels.glob("darknet_torch-*.whl")
     env_dir = base / "venv"
@@ -63,7 +74,7 @@ def test_wheel_carries_the_cfg_library_names_model_and_samples(installed):
         if path.is_file():
             assert f"darknet_py/share/{path.relative_to(ROOT).as_posix()}" in names
     assert "darknet_py/py.typed" in names
-    assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
+    assert any(".dist-info/" in n and n.endswith("LICENSE") for n in names)
     metadata = next(zipfile.ZipFile(wheel).read(n) for n in names if n.endswith(".dist-info/METADATA")).decode()
     assert "Name: darknet-torch" in metadata
     requires = [line for line in metadata.splitlines() if line.startswith("Requires-Dist: opencv")]

@@ -203,8 +203,9 @@ def test_tensorboard_events_of_a_run(shapes, tmp_path):
     assert [e.step for e in events.Scalars("loss/darknet")] == [1, 2]
     rows = csv_rows(tmp_path / "b")
     assert [round(e.value, 5) for e in events.Scalars("loss/darknet")] == [round(float(r["loss"]), 5) for r in rows]
-    heads = events.Scalars(f"loss/head{a}")[0].value + events.Scalars(f"loss/head{b}")[0].value
-    assert heads == pytest.approx(float(rows[0]["loss"]), rel=1e-5)  # the heads' shares add up to the loss
+    heads = events.Scalars(f"loss/head{a}")[0].value, events.Scalars(f"loss/head{b}")[0].value
+    assert np.mean(heads) == pytest.approx(float(rows[0]["loss"]), rel=1e-5)  # Darknet's: the heads' mean
+    assert [float(v) for v in rows[0]["head_losses"].split()] == pytest.approx(heads, rel=1e-5)
     assert {"augmented_batch", "precision_recall"} <= set(events.Tags()["images"])
 
 

@@ -140,21 +140,22 @@ class Convolutional(BatchNormMixin, nn.Module):
         self.folded, self.packed = (w.to(dtype).contiguous(memory_format=torch.channels_last), b.to(dtype)), None
         if w.device.type != "cpu" or input_shape is None:
             return
-        self.packed = self._prepack(input_shape)
-        if not (winograd and self.winograd_bytes(input_shape, dtype)):
-            return
-        key = self.tuning_key(input_shape, dtype)
-        choice = "winograd" if tuner.forced() == "force" else tuner.default().cached(key)
-        if choice is None or choice in GROUP_FLOATS:
-            self.winograd = Winograd(w, dtype)  # from the float32 weights
-            affine = (t.reshape(-1).float().contiguous() for t in self.bn_affine) if self.bn_apart else (None, b.float())
-            self.winograd_affine = tuple(affine)
-        if choice is None:
-            choice = tuner.default().choose(key, lambda: self._candidates(input_shape, dtype))
+        choice = tuner.DIRECT
+        if winograd and self.winograd_bytes(input_shape, dtype):
+            key = self.tuning_key(input_shape, dtype)
+            choice = "winograd" if tuner.forced() == "force" else tuner.default().cached(key)
+            if choice is None or choice in GROUP_FLOATS:
+                self.winograd = Winograd(w, dtype)  # from the float32 weights
+                affine = (t.reshape(-1).float().contiguous() for t in self.bn_affine) if self.bn_apart else (None, b.float())
+                self.winograd_affine = tuple(affine)
+            if choice is None:  # not tuned on this host yet: time both
+                self.packed = self._prepack(input_shape)
+                choice = tuner.default().choose(key, lambda: self._candidates(input_shape, dtype))
         if choice in GROUP_FLOATS:
             self.path, self.packed, self.winograd.variant = choice, None, choice
         else:
             self.winograd = None
+            self.packed = self.packed or self._prepack(input_shape)
 
     def _candidates(self, input_shape, dtype):
         """The tuner's candidates for one image of ``input_shape``: direct, Winograd's variants."""

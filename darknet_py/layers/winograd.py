@@ -23,9 +23,6 @@ import torch
 
 from .. import native, tuner
 
-# Lavin's G for interpolation points 0, +-1, +-2 and infinity (native/winograd.c has B^T and A^T).
-_G = [[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
-      [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]]
 TILE = 4  # output pixels per tile side
 BLOCK = 32  # output channels per kernel block (native/winograd.c's KB)
 ACTIVATIONS = {"linear": 0, "leaky": 1, "relu": 2}  # done inside the kernel; others after it
@@ -56,6 +53,8 @@ def _kernel():
     library = native.load("winograd")
     if library is not None and library.winograd.argtypes is None:
         library.winograd.argtypes, library.winograd.restype = _ARGTYPES, None
+        library.transform_weights.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_void_p, ctypes.c_int]
+        library.transform_weights.restype = None
     return library
 
 
@@ -64,12 +63,11 @@ class Winograd:
     kernel as float32 ``[36][K / 32][C][32]``; ``dtype`` is that of the layer's input and output."""
 
     def __init__(self, weights: torch.Tensor, dtype=torch.float32):
-        g = torch.tensor(_G, dtype=torch.float64)
         k, c = weights.shape[:2]
-        u = torch.einsum("ik,nckl,jl->ijcn", g, weights.detach().double().cpu(), g).reshape(36, c, k)
         blocks = -(-k // BLOCK)
-        u = torch.nn.functional.pad(u, (0, blocks * BLOCK - k)).view(36, c, blocks, BLOCK)
-        self.u = u.permute(0, 2, 1, 3).float().contiguous()
+        w = weights.detach().float().cpu().contiguous()
+        self.u = torch.zeros(36, blocks, c, BLOCK)
+        _kernel().transform_weights(w.data_ptr(), k, c, self.u.data_ptr(), max(1, torch.get_num_threads()))
         self.k, self.c, self.blocks, self.dtype = k, c, blocks, dtype
         self.variant = "winograd"  # a GROUP_FLOATS key
 

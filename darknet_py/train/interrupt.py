@@ -14,7 +14,6 @@ import signal
 import threading
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
-EXIT_CODE = 130  # what a shell reports for a process ended by Ctrl-C (128 + SIGINT)
 
 
 class Interrupted(KeyboardInterrupt):

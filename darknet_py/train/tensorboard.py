@@ -1,7 +1,8 @@
 """TensorBoard event files for ``detector train`` (the optional ``tensorboard`` package).
 
-Scalars per iteration: ``loss/darknet`` (Darknet's loss, the printed one), ``loss/avg``
-(Darknet's running average), ``loss/head<i>`` (each head's share), ``head<i>/<statistic>``
+Scalars per iteration: ``loss/darknet`` (Darknet's loss, the printed one: the mean of the
+heads' costs per image), ``loss/avg`` (Darknet's running average), ``loss/head<i>`` (each
+head's cost per image), ``head<i>/<statistic>``
 (the figures of Darknet's "Region" lines: Avg IOU, Class, Obj, No Obj, .5R, .75R, count),
 ``learning_rate``; ``mAP@0.5`` when validated, with the precision-recall chart as a figure;
 once, the first augmented mini-batch of the run with its truth boxes.

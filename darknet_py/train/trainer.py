@@ -25,7 +25,8 @@ import torch.distributed as dist
 
 from ..datafile import DataConfig
 from ..datasets import Problems, open_dataset
-from ..errors import DarknetError
+from ..errors import TrainingError
+from ..files import check_writable_folder, write_failure
 from ..model import Darknet, check_budget
 from ..weights import layers_in_file
 from . import multiscale
@@ -35,6 +36,7 @@ from .augment_alexeyab import AlexeyabAugment
 from .amp import amp_plan
 from .checkpoint import load_state, save_checkpoint, save_checkpoint_staged, state_path
 from .console import Banner, start_line
+from .guard import NonFiniteUpdate, guarded_step
 from .deltas import head_delta, trainable
 from .ema import WeightsEma
 from .interrupt import Interrupted, StopOnSignal, TrainingInterrupted
@@ -54,10 +56,6 @@ EARLY_CHECKPOINT_EVERY, EARLY_CHECKPOINTS_UNTIL = 100, 1000  # <cfg>_N.weights: 
 CHECKPOINT_EVERY = 10000  # then every 10000
 # tags of the random streams default_rng((seed, n, tag)) (schedule.py's policy=random uses 7)
 STREAM_ORDER, STREAM_SIZE = 1, 3
-
-
-class TrainingError(DarknetError):
-    """Training cannot go on (non-finite loss that persists, a cfg that cannot be trained)."""
 
 
 @dataclass
@@ -92,7 +90,8 @@ class UpdateRecord:
     iteration: int  # Darknet's get_current_batch after the update
     seen: int
     rate: float
-    loss: float  # what train_network returns
+    loss: float  # what train_network returns: the mean of head_losses
+    head_losses: dict = field(default_factory=dict)  # layer index -> that head's cost per image
     head_stats: list = field(default_factory=list)  # (layer index, HeadStats) per head per mini-batch
     skipped: str | None = None  # why the update was skipped (weights and statistics kept)
     overflow: bool = False  # skipped by float16's gradient scaler, which lowered its scale (not an error)
@@ -143,6 +142,8 @@ class Trainer:
 
     def __init__(self, data_file, cfg, weights=None, *, overrides=(), options: TrainOptions | None = None):
         self.options = options = options or TrainOptions()
+        if not 0 <= options.seed < 2**64:  # what numpy's and torch's generators take
+            raise TrainingError(f"seed={options.seed} is outside 0 .. 2**64 - 1")
         self.data = DataConfig.from_file(data_file) if data_file is not None else None
         self.weights = weights
         self.cut = None  # layers a cut weights file (darknet53.conv.74) holds
@@ -209,10 +210,11 @@ class Trainer:
             self.model = torch.nn.parallel.DistributedDataParallel(self.net, forward_sync_buffers=False)
         self.optimizer = self._optimizer()
         self.ema = WeightsEma(self.net, self.cfg.ema_alpha) if self.cfg.ema_alpha else None
+        self.last_record: UpdateRecord | None = None  # what the latest update did
 
     def _resume(self, weights):
         """The optimizer's momentum, best mAP and EMA from the ``.state`` sidecar of ``weights``."""
-        state = load_state(weights, self.net.seen)
+        state = load_state(weights, self.net.seen, self.optimizer)  # checked field by field
         if state is not None:
             self.optimizer.load_state_dict(state["optimizer"])
             self.best_map = state.get("best_map")
@@ -363,39 +365,47 @@ class Trainer:
             group["lr"] = rate * group["lr_scale"]
         saved_stats = [b.clone() for b in self.net.buffers()]
         try:
-            cost, head_stats, finite = self._forward_backward(minibatches)
-            total = torch.tensor([cost, float(not finite)])
+            costs, head_stats, finite = self._forward_backward(minibatches)
+            total = torch.cat([costs, costs.new_tensor([float(not finite)])])
             if self.world > 1:
                 dist.all_reduce(total)
         except BaseException:
             self._undo(saved_stats)
             raise
-        loss = total[0].item() / self.batch
-        record = UpdateRecord(batch_num, self.net.seen, rate, loss, head_stats)
+        # calc_network_cost: the mean of the cost layers' costs; train_network: per image
+        head_losses = dict(zip(self.net.heads, (total[:-1] / self.batch).tolist()))
+        loss = sum(head_losses.values()) / len(head_losses)
+        record = UpdateRecord(batch_num, self.net.seen, rate, loss, head_losses, head_stats)
         with self.signals.deferred():  # an update is applied whole, with its bookkeeping, or not at all
-            if total[1] > 0 or not math.isfinite(loss):
-                self._undo(saved_stats, keep_seen=True)  # batch-norm statistics from before the bad forward
+            if total[-1] > 0 or not math.isfinite(loss):
                 record.skipped = f"loss is {loss}" if not math.isfinite(loss) else \
                     f"gradients are not finite (loss {loss:g})"
-                if self.scaler is not None and math.isfinite(loss):
-                    self.scaler.update()  # float16 overflow: a lower scale next time
-                    record.overflow = True
-                    record.skipped = f"float16 gradients overflowed; loss scale lowered to {self.scaler.get_scale():g}"
-            elif self.scaler is not None:
-                self.scaler.step(self.optimizer)
-                self.scaler.update()
+                if self.scaler is not None:
+                    self.scaler.update()  # after an overflow: a lower scale next time
+                    if math.isfinite(loss):
+                        record.overflow = True
+                        record.skipped = (f"float16 gradients overflowed; loss scale lowered to "
+                                          f"{self.scaler.get_scale():g}")
             else:
-                self.optimizer.step()
+                try:
+                    guarded_step(self.optimizer, {id(p): n for n, p in self.net.named_parameters()})
+                except NonFiniteUpdate as e:  # undone: weights and momentum as before the step
+                    record.skipped = e.reason
+                if self.scaler is not None:
+                    self.scaler.update()
+            if record.skipped:
+                self._undo(saved_stats, keep_seen=True)  # batch-norm statistics from before the bad forward
             self.optimizer.zero_grad(set_to_none=True)
             self.iteration = batch_num
             if self.ema is not None:
                 self.ema.step(self.iteration)
+            self.last_record = record
         return record
 
     def _forward_backward(self, minibatches):
         """Forward, Darknet's deltas and backward for each mini-batch (gradients accumulate):
-        (total cost, (head, HeadStats) pairs, whether the gradients are finite)."""
-        cost = torch.zeros((), dtype=torch.float64)
+        (each head's summed cost, (head, HeadStats) pairs, whether the gradients are finite)."""
+        costs = torch.zeros(len(self.net.heads), dtype=torch.float64)  # l.cost summed per head
         head_stats = []
         amp = self.amp
         for s, (images, truths, problems) in enumerate(minibatches):
@@ -408,18 +418,18 @@ class Trainer:
                 with torch.autocast(self.device.type, dtype=amp.dtype, enabled=amp.enabled):
                     outputs = self.model(images)
                 surrogate = 0.0
-                for index, x in zip(self.net.heads, outputs):
+                for k, (index, x) in enumerate(zip(self.net.heads, outputs)):
                     x = x.float()
                     delta, stats = head_delta(self.net.layers[index], x, truths, images.shape[3],
                                               images.shape[2], self.net.seen, self.options.label_smoothing)
                     surrogate = surrogate - (delta * x).sum()
-                    cost += stats.cost
+                    costs[k] += stats.cost
                     head_stats.append((index, stats))
                 surrogate = surrogate * (self.world / self.batch)
                 (self.scaler.scale(surrogate) if self.scaler is not None else surrogate).backward()
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)
-        return cost.item(), head_stats, self._grads_finite()
+        return costs, head_stats, self._grads_finite()
 
     def _undo(self, saved_stats, keep_seen: bool = False):
         """Drop an update's gradients and batch-norm statistics (and, unless kept, its ``seen``)."""
@@ -507,8 +517,8 @@ class Trainer:
             raise TrainingError("run() needs a .data file: Trainer(data_file, cfg, ...)")
         opts = self.options
         speaks = self.rank == 0
-        if speaks:
-            self.backup.mkdir(parents=True, exist_ok=True)
+        if speaks:  # a read-only or missing-and-uncreatable folder fails now, not at the first save
+            check_writable_folder(self.backup, TrainingError, what="backup folder")
         result = TrainResult(self.iteration, self.net.seen, best_map=self.best_map)
         schedule = self.map_schedule()
         self.watch = Watch(self.name, self.backup, self.cfg.max_batches, self.batch, self.iteration, self.avg_loss,
@@ -518,6 +528,10 @@ class Trainer:
             try:
                 self.watch.start(self.banner(schedule) if speaks else None, self.iteration, self._batch_picture)
                 self._loop(schedule, result)
+            except OSError as e:  # a full disk under the CSV log, a chart, the EMA file
+                last = self.backup / f"{self.name}_last.weights"
+                raise TrainingError(f"iteration {self.iteration}: {write_failure(e, self.backup)}; the last good "
+                                    f"checkpoint is {last if last.is_file() else 'not written yet'}") from None
             except Interrupted as e:
                 raise self._interrupted(e.signum) from None
             except KeyboardInterrupt:  # raised by other code (a callback): saved the same way, passed on
@@ -580,7 +594,7 @@ class Trainer:
         """The one place an iteration is reported: the console, the CSV, TensorBoard (watch.py);
         the running average loss goes on from there into the checkpoints."""
         with self.signals.deferred():  # a CSV row is written whole
-            self.watch.iteration(record, seconds, self.local * self.subdivisions, validation, best)
+            self.watch.iteration(record, seconds, validation, best)
         self.avg_loss = self.watch.avg_loss
 
     def _interrupted(self, signum: int) -> TrainingInterrupted:

@@ -24,12 +24,11 @@ class WatchOptions:
     stream: object = None  # where the console writes (default: sys.stdout)
 
 
-def head_summary(head_stats, images: int):
-    """Per head: its loss per image (summed over the update's mini-batches) and its statistics
-    averaged over them (count summed), from ``(layer index, HeadStats)`` pairs."""
-    losses, groups = {}, {}
+def head_summary(head_stats):
+    """Per head, its statistics averaged over the update's mini-batches (count summed), from
+    ``(layer index, HeadStats)`` pairs."""
+    groups = {}
     for index, stats in head_stats:
-        losses[index] = losses.get(index, 0.0) + float(stats.cost) / max(images, 1)
         groups.setdefault(index, []).append(stats)
     summary = {}
     for index, group in groups.items():
@@ -38,7 +37,7 @@ def head_summary(head_stats, images: int):
                   for name in ("avg_iou", "cls", "obj", "no_obj", "recall50", "recall75")}
         summary[index] = type(first)(**fields, count=sum(int(s.count) for s in group),
                                      cost=sum(float(s.cost) for s in group))
-    return losses, summary
+    return summary
 
 
 class Watch:
@@ -95,15 +94,16 @@ class Watch:
         if last_map is not None and last_map > 0:
             self.console.print(f" Last accuracy mAP@0.5 = {last_map * 100:2.2f} %, best = {(best_map or 0) * 100:2.2f} % ")
 
-    def iteration(self, record, seconds: float, images: int, validation=None, best: bool = False) -> dict:
-        """Report one update (an ``UpdateRecord``: iteration, seen, rate, loss, head_stats) and
-        the validation after it (an ``evaluate.MapResult``, ``best`` when it is the best so far);
-        returns the CSV row. ``images``: this process's images per update (for per-head losses)."""
+    def iteration(self, record, seconds: float, validation=None, best: bool = False) -> dict:
+        """Report one update (an ``UpdateRecord``: iteration, seen, rate, loss, head_losses,
+        head_stats) and the validation after it (an ``evaluate.MapResult``, ``best`` when it is
+        the best so far); returns the CSV row."""
         loss = record.loss
         avg = self.avg.update(loss)
         hours = self.time_left.hours  # AlexeyAB prints the estimate from before this update
         self.time_left.update(record.iteration, self.max_batches, seconds, self.processes)
         row = dict(iteration=record.iteration, seen=record.seen, loss=f"{loss:f}",
+                   head_losses=" ".join(f"{v:f}" for v in record.head_losses.values()),
                    avg_loss=f"{avg if avg is not None else loss:f}", rate=f"{record.rate:f}",
                    images_per_s=f"{self.batch / seconds:.2f}" if seconds > 0 else "",
                    seconds=f"{seconds:f}", map="" if validation is None else f"{validation.map:f}")
@@ -116,8 +116,8 @@ class Watch:
                          stats.recall50, stats.recall75, stats.count)
         self.console.iteration(record.iteration, loss, avg, record.rate, seconds, record.seen, hours)
         if self.board is not None:
-            losses, stats = head_summary(record.head_stats, images)
-            self.board.iteration(record.iteration, loss, avg, record.rate, losses, stats)
+            self.board.iteration(record.iteration, loss, avg, record.rate, record.head_losses,
+                                 head_summary(record.head_stats))
         self.record.append(row)
         if validation is not None:  # AlexeyAB's lines after the iteration's
             self.console.print(f" mean_average_precision (mAP@0.5) = {validation.map:f}")
