@@ -18,19 +18,20 @@ from darknet_py.train.interrupt import Interrupted, StopOnSignal
 def test_average_loss_is_darknets_float_recurrence():
     avg = AverageLoss()
     losses = [5.0, 4.0, float("nan"), 3.5, 2.0]
-    c = np.float32(-1)
+    c = -1.0  # float avg_loss = -1 before the first update; C evaluates avg_loss*.9 + loss*.1 in double
     expected = []
     for loss in losses:
         if not np.isfinite(loss):
             expected.append(expected[-1])
             continue
-        if c < 0:  # avg_loss = -1 before the first update, then "if (avg_loss < 0) avg_loss = loss"
-            c = np.float32(loss)
-        c = np.float32(c * np.float32(.9) + np.float32(loss) * np.float32(.1))
-        expected.append(float(c))
+        if c < 0:  # "if (avg_loss < 0 || avg_loss != avg_loss) avg_loss = loss;"
+            c = loss
+        c = float(np.float32(c * .9 + loss * .1))
+        expected.append(c)
     assert [avg.update(v) for v in losses] == expected
+    assert expected[0] == 5.0  # starts at the first loss
     resumed = AverageLoss(expected[-1])  # from the sidecar: continues, no restart at the next loss
-    assert resumed.update(1.0) == float(np.float32(np.float32(expected[-1]) * np.float32(.9) + np.float32(.1)))
+    assert resumed.update(1.0) == float(np.float32(expected[-1] * .9 + 1.0 * .1))
 
 
 def test_iteration_line_is_alexeyabs_printf():

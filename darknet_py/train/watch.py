@@ -8,6 +8,8 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from .console import AverageLoss, Banner, Console, TimeLeft
 from .log import TrainLog
 from .tensorboard import HOW_TO_GET, TrainBoard, available
@@ -98,7 +100,7 @@ class Watch:
         """Report one update (an ``UpdateRecord``: iteration, seen, rate, loss, head_losses,
         head_stats) and the validation after it (an ``evaluate.MapResult``, ``best`` when it is
         the best so far); returns the CSV row."""
-        loss = record.loss
+        loss = float(np.float32(record.loss))  # train_network returns a C float
         avg = self.avg.update(loss)
         hours = self.time_left.hours  # AlexeyAB prints the estimate from before this update
         self.time_left.update(record.iteration, self.max_batches, seconds, self.processes)
