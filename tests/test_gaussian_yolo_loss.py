@@ -23,9 +23,9 @@ F32 = np.float32
 
 def c_forward_gaussian(x, truths, layer, net_w, net_h):
     """Returns (l.delta, l.cost, printed figures, counters) for raw x (batch, n, 9 + classes, h, w)."""
-    L = layer
+    L = layer.settings
     batch, n, _, lh, lw = x.shape
-    classes, biases, mask, total = L.classes, [v for a in L.anchors for v in a], L.mask, len(L.anchors)
+    classes, biases, mask, total = layer.classes, [v for a in layer.anchors for v in a], layer.mask, len(layer.anchors)
     outputs = lh * lw * n * (classes + 8 + 1)
     stride = lw * lh
     mult_table = L.classes_multipliers

@@ -209,9 +209,9 @@ def logistic(v):
 # -- yolo_layer.c: forward_yolo_layer (CPU) + process_batch ------------------------------------
 def c_forward_yolo(x, truths, layer, net_w, net_h):
     """Returns (l.delta, l.cost, counters) for raw x (batch, n, 5 + classes, h, w)."""
-    L = layer
+    L = layer.settings
     batch, n, _, lh, lw = x.shape
-    classes, biases, mask, total = L.classes, [v for a in L.anchors for v in a], L.mask, len(L.anchors)
+    classes, biases, mask, total = layer.classes, [v for a in layer.anchors for v in a], layer.mask, len(layer.anchors)
     outputs = lh * lw * n * (classes + 4 + 1)
     mult_table = L.classes_multipliers
     seen = dict(ignored=0, not_matched=0, extra=0, accumulated=0, quirk=0, averaged=0, clipped=0)
@@ -493,11 +493,11 @@ def test_yolo_deltas_match_alexeyab_c(case, tmp_path):
     c = LOSS_CASES[case]
     net = yolo_cfg(tmp_path, mask="1,2,3", extra=c["extra"])
     layer = net.layers[-1]
-    assert layer.alexeyab
+    assert layer.settings.alexeyab
     gen = torch.Generator().manual_seed(case)
     lw, lh, net_wh = 6, 5, 96
     x = 1.2 * torch.randn(2, 3, 8, lh, lw, generator=gen)
-    if layer.new_coords:  # the conv before applies the logistic
+    if layer.settings.new_coords:  # the conv before applies the logistic
         x = torch.sigmoid(x)
     x[:, :, 5:, :, ::2] += 1.5  # some cells have a class output above .25, others not:
     x[:, :, 5:, :, 1::2] -= 3.0  # ignore_thresh applies only to the first
@@ -580,10 +580,10 @@ def test_hand_built_case_anchors_ignored_and_extra(tmp_path):
 def c_yolo_output(x, layer):
     """forward_yolo_layer's activation (CPU) in float32."""
     out = x.numpy().astype(F32).copy()
-    if not layer.new_coords:
+    if not layer.settings.new_coords:
         out[:, :, :2] = F32(1) / (F32(1) + np.exp(-out[:, :, :2]))
         out[:, :, 4:] = F32(1) / (F32(1) + np.exp(-out[:, :, 4:]))
-    alpha = F32(layer.scale_x_y)
+    alpha = F32(layer.settings.scale_x_y)
     out[:, :, :2] = out[:, :, :2] * alpha + F32(-0.5 * (float(alpha) - 1))
     return out
 
@@ -643,7 +643,7 @@ def c_network_boxes(layer, out, im_w, im_h, net_w, net_h, thresh, gaussian=False
                 bh = F32(math.exp(out[box_index + 6 * s]) * biases[2 * m + 1] / net_h)
                 bx = (F32(col) + out[box_index]) / F32(lw)
                 by = (F32(row) + out[box_index + 2 * s]) / F32(lh)
-                if layer.yolo_point == "left_top":
+                if layer.settings.yolo_point == "left_top":
                     bx, by = bx + bw / F32(2), by + bh / F32(2)
                 uc = [out[box_index + e * s] for e in (1, 3, 5, 7)]
                 uc_aver = F32((((uc[0] + uc[1]) + uc[2]) + uc[3]) / 4.0)
@@ -652,7 +652,7 @@ def c_network_boxes(layer, out, im_w, im_h, net_w, net_h, thresh, gaussian=False
             else:
                 bx = (F32(col) + out[box_index]) / F32(lw)
                 by = (F32(row) + out[box_index + s]) / F32(lh)
-                if layer.new_coords:
+                if layer.settings.new_coords:
                     bw = out[box_index + 2 * s] * out[box_index + 2 * s] * F32(4) * biases[2 * m] / F32(net_w)
                     bh = out[box_index + 3 * s] * out[box_index + 3 * s] * F32(4) * biases[2 * m + 1] / F32(net_h)
                 else:
@@ -726,7 +726,7 @@ def test_detections_match_alexeyab_get_network_boxes_and_nms(extra, kind, tmp_pa
     gen = torch.Generator().manual_seed(hash(extra) % 1000)
     out = torch.rand(1, 3, entries + 3, 6, 6, generator=gen)
     out[:, :, 0:2] = out[:, :, 0:2] * 1.1 - 0.05
-    if not gaussian and not layer.new_coords:
+    if not gaussian and not layer.settings.new_coords:
         out[:, :, 2:4] = torch.randn(1, 3, 2, 6, 6, generator=gen) * 0.5
     if gaussian:
         out[:, :, 4] = torch.randn(1, 3, 6, 6, generator=gen) * 0.5
@@ -734,7 +734,7 @@ def test_detections_match_alexeyab_get_network_boxes_and_nms(extra, kind, tmp_pa
     thresh, nms = 0.2, 0.45
     got = detections_from_outputs(net, [out], [(160, 120)], thresh, nms, letterbox=True)[0]
     dets = c_network_boxes(layer, out[0].numpy(), 160, 120, 96, 96, thresh, gaussian)
-    want = c_nms(dets, 3, nms, layer.nms_kind, layer.beta_nms) if nms else dets
+    want = c_nms(dets, 3, nms, layer.settings.nms_kind, layer.settings.beta_nms) if nms else dets
     assert len(got) == len(want) > 20
     np.testing.assert_allclose(got.boxes, np.array([d[0] for d in want], F32), rtol=2e-6, atol=1e-7)
     np.testing.assert_array_equal(got.objectness, np.array([d[1] for d in want], F32))
@@ -762,20 +762,20 @@ def test_nms_kinds_differ_where_the_c_says():
 # -- parsing --------------------------------------------------------------------------------------
 def test_pjreddie_yolo_is_unchanged(tmp_path):
     layer = yolo_cfg(tmp_path).layers[-1]
-    assert not layer.alexeyab and layer.max_boxes == 90 and layer.scale_x_y == 1.0
+    assert not layer.settings.alexeyab and layer.settings.max_boxes == 90 and layer.settings.scale_x_y == 1.0
     assert "iou_normalizer" not in vars(layer)
 
 
 def test_alexeyab_defaults(tmp_path):
     layer = yolo_cfg(tmp_path, extra="scale_x_y=1.05").layers[-1]
-    assert layer.alexeyab and layer.max_boxes == 200 and layer.iou_normalizer == 0.75
-    assert layer.iou_loss == "mse" and layer.nms_kind == "default" and layer.beta_nms == 0.6
-    assert layer.iou_thresh == 1.0 and math.isinf(layer.max_delta) and layer.classes_multipliers is None
+    assert layer.settings.alexeyab and layer.settings.max_boxes == 200 and layer.settings.iou_normalizer == 0.75
+    assert layer.settings.iou_loss == "mse" and layer.settings.nms_kind == "default" and layer.settings.beta_nms == 0.6
+    assert layer.settings.iou_thresh == 1.0 and math.isinf(layer.settings.max_delta) and layer.settings.classes_multipliers is None
 
 
 def test_counters_per_class(tmp_path):
     layer = yolo_cfg(tmp_path, extra="counters_per_class=100,0,25\nmax_delta=3").layers[-1]
-    assert layer.classes_multipliers == [1.0, 3.0, 3.0]  # 100/100, 100/1 capped at 3, 100/25 = 4 capped
+    assert layer.settings.classes_multipliers == [1.0, 3.0, 3.0]  # 100/100, 100/1 capped at 3, 100/25 = 4 capped
 
 
 @pytest.mark.parametrize("extra,key", [("iou_loss=ciuo", "iou_loss"), ("nms_kind=soft", "nms_kind"),
@@ -815,7 +815,7 @@ def test_shipped_gaussian_cfg_builds_and_detects():
     from conftest import SHARED
     net = load(SHARED / "cfg" / "alexeyab" / "Gaussian_yolov3_BDD.cfg", width=64, height=64)
     heads = [net.layers[i] for i in net.heads]
-    assert all(isinstance(h, GaussianYolo) for h in heads) and heads[0].iou_loss == "giou"
+    assert all(isinstance(h, GaussianYolo) for h in heads) and heads[0].settings.iou_loss == "giou"
     out = net(torch.rand(1, 3, 64, 64))
     assert [o.shape[2] for o in out] == [19] * 3
     assert isinstance(heads[0], torch.nn.Module) and not isinstance(heads[0], Yolo)

@@ -23,7 +23,7 @@ from darknet_py.activations import ACTIVATIONS, Activation
 from darknet_py.cfg import parse_cfg_text
 from darknet_py.image import letterbox_geometry, resize_image
 from darknet_py.layers.conv import Local
-from darknet_py.layers.heads import Detection, Region, Yolo
+from darknet_py.layers.heads import Detection, DetectionSettings, Region, RegionSettings, Yolo, YoloSettings
 from darknet_py.layers.merge import Shortcut
 from darknet_py.layers.pool import MaxPool
 from darknet_py.layers.resample import Reorg, Upsample
@@ -712,7 +712,7 @@ def darknet_detection(x, side, classes, softmax):
 @pytest.mark.parametrize("n,classes,h,w", [(3, 2, 2, 3), (1, 1, 1, 1), (2, 4, 3, 2)])
 def test_yolo_head(n, classes, h, w):
     x = randn(n * 10 + classes, 2, n * (5 + classes), h, w, scale=3.0)
-    module = Yolo(n, classes, [10.0, 14.0] * (n + 1), list(range(n)), {})
+    module = Yolo(n, classes, [10.0, 14.0] * (n + 1), list(range(n)), YoloSettings())
     ref = darknet_yolo(x, n, classes)
     got = run(module, x)
     assert got.size == ref.size
@@ -723,7 +723,7 @@ def test_yolo_head(n, classes, h, w):
 @pytest.mark.parametrize("n,classes,coords,h,w", [(2, 3, 4, 2, 3), (1, 2, 5, 3, 3), (3, 1, 4, 1, 2)])
 def test_region_head(softmax, background, n, classes, coords, h, w):
     x = randn(n * 10 + classes + coords, 2, n * (coords + 1 + classes), h, w, scale=3.0)
-    module = Region(n, classes, coords, [1.0, 2.0] * n, bool(softmax), bool(background), {})
+    module = Region(n, classes, coords, [1.0, 2.0] * n, bool(softmax), bool(background), RegionSettings())
     ref = darknet_region(x, n, classes, coords, softmax, background)
     got = run(module, x)
     assert got.size == ref.size
@@ -735,7 +735,7 @@ def test_region_head(softmax, background, n, classes, coords, h, w):
 def test_detection_head(softmax, side, classes, n, coords):
     inputs = side * side * ((1 + coords) * n + classes)
     x = randn(inputs + softmax, 2, inputs, 1, 1, scale=3.0)
-    module = Detection(side, classes, bool(softmax), {"n": n, "coords": coords})
+    module = Detection(side, classes, bool(softmax), DetectionSettings(n=n, coords=coords))
     ref = darknet_detection(x, side, classes, softmax)
     got = run(module, x)
     assert got.size == ref.size
@@ -744,7 +744,7 @@ def test_detection_head(softmax, side, classes, n, coords):
 
 def test_heads_training_mode_returns_raw_input():
     x = randn(5, 1, 2 * 7, 2, 2)
-    for module in (Yolo(2, 2, [1.0] * 4, [0, 1], {}), Region(2, 2, 4, [1.0] * 4, True, False, {})):
+    for module in (Yolo(2, 2, [1.0] * 4, [0, 1], YoloSettings()), Region(2, 2, 4, [1.0] * 4, True, False, RegionSettings())):
         module.train()
         with torch.no_grad():
             out = module(torch.from_numpy(x)).numpy()

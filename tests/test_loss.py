@@ -7,13 +7,15 @@ multiplies it, and label smoothing changes the class targets.
 """
 from __future__ import annotations
 
+import dataclasses
+
 import math
 
 import pytest
 import torch
 
 from darknet_py.errors import DarknetError
-from darknet_py.layers.heads import Detection, Region, Yolo
+from darknet_py.layers.heads import Detection, DetectionSettings, Region, RegionSettings, Yolo, YoloSettings
 from darknet_py.train.deltas import HeadStats, head_delta
 from darknet_py.train.deltas.pjreddie import region_delta, yolo_delta
 
@@ -388,14 +390,14 @@ def assert_stats(got, want):
 
 
 def make_yolo(anchors, mask, classes, ignore_thresh, truth_thresh, max_boxes):
-    settings = dict(max_boxes=max_boxes, jitter=.3, random=0, ignore_thresh=ignore_thresh,
-                    truth_thresh=truth_thresh)
+    settings = YoloSettings(max_boxes=max_boxes, jitter=.3, random=0, ignore_thresh=ignore_thresh,
+                            truth_thresh=truth_thresh)
     return Yolo(len(mask), classes, anchors, mask, settings)
 
 
 def make_region(anchors, classes, softmax, background, thresh=.6, rescore=1, bias_match=1, max_boxes=30,
                 coords=4, coord_scale=1.0, object_scale=5.0, noobject_scale=1.0, class_scale=1.0):
-    return Region(len(anchors) // 2, classes, coords, anchors, softmax, background, dict(
+    return Region(len(anchors) // 2, classes, coords, anchors, softmax, background, RegionSettings(
         log=0, sqrt=0, max_boxes=max_boxes, jitter=.2, rescore=rescore, thresh=thresh, classfix=0, absolute=0,
         random=0, coord_scale=coord_scale, object_scale=object_scale, noobject_scale=noobject_scale,
         mask_scale=1.0, class_scale=class_scale, bias_match=bias_match))
@@ -504,7 +506,7 @@ def test_hand_built_yolo_case():
     assert stats.count == 1 and stats.avg_iou == pytest.approx(2 / 3, rel=1e-6)
     assert (stats.recall50, stats.recall75) == (1.0, 0.0)
     assert stats.obj == stats.cls == stats.no_obj == pytest.approx(.5)
-    layer.ignore_thresh = .25  # mask 2 at cell (0, 0): IoU exactly .25/1, not above .25
+    layer.settings = dataclasses.replace(layer.settings, ignore_thresh=.25)  # mask 2 at cell (0, 0): IoU exactly .25/1, not above .25
     obj = yolo_delta(layer, x, truths, 64, 64)[0][0, :, 4]
     assert obj[2, 0, 0] == -.5 and obj[1, 0, 0] == 0
 
@@ -572,7 +574,7 @@ def test_label_smoothing_changes_only_class_targets():
 
 
 def test_untrainable_heads_and_bad_truths_are_refused():
-    detection = Detection(7, 20, False, dict(n=2, coords=4))
+    detection = Detection(7, 20, False, DetectionSettings(n=2, coords=4))
     with pytest.raises(DarknetError, match=r"\[detection\]"):
         head_delta(detection, torch.zeros(1, 1470), torch.zeros(1, 1, 6), 448, 448, 0)
     region = make_region([1, 1], 2, True, False, coords=5)

@@ -190,7 +190,8 @@ class Trainer:
                                 f"x {self.world} processes")
         self.mini = self.batch // self.subdivisions  # images per forward, over all processes
         self.local = self.mini // self.world
-        self.random = options.multi_scale or bool(getattr(self.net.layers[-1], "random", 0))
+        last = self.net.layers[-1]  # train_detector reads the last layer's random=
+        self.random = options.multi_scale or (trainable(last) and bool(last.settings.random))
         # value, gradient and a saved intermediate per activation; parameter, gradient, momentum
         # the last iteration trains at the largest multi-scale size (either fork's rule)
         check_budget(self.net, self.local, 3, self.size_at(self.cfg.max_batches - 1) if self.random else None)
@@ -238,7 +239,7 @@ class Trainer:
         else:
             augment = Augment.from_net(self.cfg, last, flip=bool(self.cfg.flip), mixup=options.mixup)
         self.samples = TrainingSamples(self.source, self.cfg.width, self.cfg.height, augment,
-                                       last.max_boxes, options.seed)
+                                       last.settings.max_boxes, options.seed)
         self.reported: set = set()
         self._valid_source = None
 
@@ -249,11 +250,11 @@ class Trainer:
             layer = self.net.layers[i]
             if not trainable(layer):
                 raise TrainingError(f"layer {i} ({self.net.describe(i)}): training this head type is not supported")
-            resize = getattr(layer, "resize", 1.0)
-            if self.net.fork != "alexeyab" and (resize != 1.0 or layer.random not in (0, 1)):
+            resize = layer.settings.resize
+            if self.net.fork != "alexeyab" and (resize != 1.0 or layer.settings.random not in (0, 1)):
                 # AlexeyAB's data pipeline (augment_alexeyab.py, multiscale.py) reads these
                 raise TrainingError(f"layer {i} ({self.net.describe(i)}): resize={resize:g} and "
-                                    f"random={layer.random:g} need AlexeyAB's data pipeline; this cfg "
+                                    f"random={layer.settings.random:g} need AlexeyAB's data pipeline; this cfg "
                                     f"trains as {self.net.fork}'s (set fork=alexeyab)")
             if self.data is not None and layer.classes < self.data.classes:
                 raise TrainingError(f"layer {i} ({self.net.describe(i)}) has classes={layer.classes}, "
@@ -309,7 +310,7 @@ class Trainer:
             return self.cfg.width, self.cfg.height
         rng = np.random.default_rng((self.options.seed, iteration // RESIZE_EVERY, STREAM_SIZE))
         if self.cfg.fork == "alexeyab":
-            return multiscale.size_at(getattr(self.net.layers[self.net.heads[-1]], "random", 0), self.cfg.width,
+            return multiscale.size_at(self.net.layers[self.net.heads[-1]].settings.random, self.cfg.width,
                                       self.cfg.height, self.cfg.resize_step, iteration, self.cfg.max_batches, rng)
         if iteration // RESIZE_EVERY * RESIZE_EVERY + LAST_AT_LARGEST > self.cfg.max_batches:
             return LARGEST_SIZE, LARGEST_SIZE
