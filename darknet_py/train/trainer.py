@@ -610,11 +610,24 @@ class Trainer:
             saved = False
         return TrainingInterrupted(signum, self.iteration, last, saved, speaks=self.rank == 0)
 
+    def first_samples(self, count: int | None = None):
+        """The first ``count`` samples (default: one mini-batch) this run will train on, in its
+        own order and sizes, from its iteration on: (images (n, 3, h, w), truths (n, max_boxes, 6));
+        images that do not decode are reported as the loop reports them."""
+        count = count or self.mini
+        keys = []
+        for minibatch in self.sample_keys():
+            keys += minibatch[:count - len(keys)]
+            if len(keys) == count:
+                break
+        images, truths, problems = collate([self.samples[key] for key in keys])
+        self._report_problems(problems)
+        return images, truths
+
     def _batch_picture(self):
         """The first augmented mini-batch with its boxes (TensorBoard's picture), as BGR."""
         from ..draw import batch_grid
-        from .preview import first_samples
-        images, truths = first_samples(self, report=self._report_problems)
+        images, truths = self.first_samples()
         return batch_grid(images.numpy(), truths.numpy(), self.data.names, self.data.classes)
 
 
