@@ -14,9 +14,11 @@ file stays in place.
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import math
+import os
 from pathlib import Path
 
 import torch
@@ -72,6 +74,24 @@ def save_checkpoint(net, path, optimizer=None, extra=None) -> None:
         net.save_weights(path)
     except OSError as e:
         raise TrainingError(f"{write_failure(e, path.parent)}; the previous {path.name} stays in place") from None
+
+
+
+def save_checkpoint_staged(net, path, optimizer=None, extra=None, commit=contextlib.nullcontext) -> None:
+    """As ``save_checkpoint``, but both files are first written whole beside ``path`` under a
+    staging name and renamed into place together inside ``commit()`` (a block that holds
+    signals): an interruption before the renames leaves the previous pair as it was."""
+    path = Path(path)
+    stage = path.with_name(f".{path.stem}.staged{path.suffix}")
+    try:
+        save_checkpoint(net, stage, optimizer, extra)
+        with commit():
+            if optimizer is not None:
+                os.replace(state_path(stage), state_path(path))
+            os.replace(stage, path)
+    finally:
+        for leftover in (stage, state_path(stage)):
+            leftover.unlink(missing_ok=True)
 
 
 def load_state(weights, seen: int, optimizer=None) -> dict | None:
