@@ -1,10 +1,12 @@
 """darknet_py: Darknet .cfg/.weights files as PyTorch modules, with Darknet's numbers."""
+from . import coco, draw
 from .detect import detect
 from .errors import CfgError, DarknetError, ImageError, WeightsError
 from .image import letterbox, load_image
 from .model import Darknet, load
+from .postprocess import Detections
 from .weights import Header
 
-__all__ = ["CfgError", "Darknet", "DarknetError", "detect", "Header", "ImageError", "WeightsError",
-           "letterbox", "load", "load_image"]
+__all__ = ["CfgError", "Darknet", "DarknetError", "Detections", "detect", "Header", "ImageError", "WeightsError",
+           "coco", "draw", "letterbox", "load", "load_image"]
 __version__ = "0.1.0"

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import CfgError
+from .files import read_regular
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +23,7 @@ _REQUIRED = object()
 _INT = re.compile(r"[+-]?[0-9]+")  # ASCII digits only, as atoi (Python's \d takes any script's)
 _FLOAT = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
 INT_RANGE = (-2**31, 2**31 - 1)  # Darknet's options are C ints
+MAX_TEXT_BYTES = 64 << 20  # a cfg, .data or list file beyond this is not one (the largest official cfg: 20 KB)
 
 
 @dataclass
@@ -158,9 +160,10 @@ def parse_cfg_text(text: str, file: str = "<cfg>", implicit: str | None = None) 
     return sections
 
 
-def read_text(path) -> str:
-    """Read a text file, naming the line of any byte that is not UTF-8."""
-    data = Path(path).read_bytes()
+def read_text(path, what: str = "file") -> str:
+    """Read a text file (a regular one: a FIFO or /dev/zero is refused at once), naming the line
+    of any byte that is not UTF-8."""
+    data = read_regular(path, lambda m: CfgError(m, file=str(path)), what, MAX_TEXT_BYTES)
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
+from .cli_args import device, non_negative_int, positive_int, probability, seed
 from .cli_darknet import LETTERBOX
 from .errors import DarknetError
 
@@ -55,21 +57,9 @@ def _inputs(paths):
 
 
 def _frames(path):
-    import cv2
-
-    from .image import from_bgr
-    capture = cv2.VideoCapture(str(path))
-    if not capture.isOpened():
-        raise DarknetError(f"{path}: cannot open the video")
-    fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
-    try:
-        while True:
-            ok, bgr = capture.read()
-            if not ok:
-                return
-            yield bgr, from_bgr(bgr), fps
-    finally:
-        capture.release()
+    """(BGR frame, Darknet image, fps) per frame; a video cut short is reported (darknet_py.video)."""
+    from .video import frames
+    return frames(path)
 
 
 def cmd_detect(args):
@@ -95,10 +85,10 @@ def cmd_detect(args):
     if args.cfg is None or args.weights is None or args.names is None:
         raise DarknetError("detect needs --cfg, --weights and --names (or pjreddie's form: detect CFG WEIGHTS IMAGE)")
     from pathlib import Path
-    if args.json and Path(args.json).parent.resolve() != Path(args.out).resolve():
+    if args.json and Path(args.json).parent.resolve() != Path(args.out or "detections").resolve():
         check_output(args.json, "JSON file")  # (one inside --out is checked once that exists)
     items = list(_inputs(args.paths))
-    out_dir = check_folder(args.out, "output folder")
+    out_dir = check_folder(args.out or "detections", "output folder")
     if args.json:
         check_output(args.json, "JSON file")
     names = load_names(args.names)
@@ -137,16 +127,66 @@ def cmd_detect(args):
 
 def cmd_detector_train(args):
     """``darknet detector train DATA CFG [WEIGHTS]`` with [net] overrides and the BoF switches."""
+    from .train.interrupt import TrainingInterrupted
     from .train.trainer import TrainOptions, train
     options = TrainOptions(backup=args.backup, seed=args.seed, workers=args.workers, clear=args.clear,
                            mixup=args.mixup, label_smoothing=args.label_smoothing,
                            multi_scale=args.multi_scale, amp=args.amp, sync_bn=args.sync_bn,
-                           last_every=args.last_every, valid_every=args.valid_every,
-                           progress=not args.no_progress, device=_train_device(args))
-    result = train(args.data, args.cfg, args.weights, overrides=args.set, options=options)
-    if result.final is not None:
+                           last_every=args.last_every, valid_every=args.valid_every, calc_map=args.map,
+                           progress=not args.no_progress, verbose=args.verbose, tensorboard=args.tensorboard,
+                           device=_train_device(args))
+    try:
+        result = train(args.data, args.cfg, args.weights, overrides=args.set, options=options)
+    except TrainingInterrupted as e:
+        if e.speaks:
+            _report_interrupt(e, args)
+        raise
+    if result.final is not None and _rank() == 0:
         best = f", best mAP@0.5 {result.best_map:.4f}" if result.best_map is not None else ""
         print(f"iteration {result.iteration}, seen {result.seen}: saved {result.final}{best}")
+
+
+def _rank() -> int:
+    return int(os.environ.get("RANK", "0"))
+
+
+def _report_interrupt(e, args) -> None:
+    """What was kept and the command that goes on from it (on stderr)."""
+    from pathlib import Path
+    name = __import__("signal").Signals(e.signum).name
+    if e.saved:
+        print(f"darknet-py: {name}: the unfinished update was dropped; saved {e.last} "
+              f"(iteration {e.iteration})", file=sys.stderr)
+    else:
+        print(f"darknet-py: {name} again during the save: it was given up; {e.last} is as it was before",
+              file=sys.stderr)
+    if Path(e.last).is_file():
+        print(f"darknet-py: to resume: {resume_command(args, e.last)}", file=sys.stderr)
+
+
+def resume_command(args, last) -> str:
+    """The command line that continues this ``detector train`` from ``last``: the same
+    options, ``last`` as the weights, without -clear (under torchrun, torchrun's line)."""
+    import shlex
+    parser = args.train_parser
+    words = [args.data, args.cfg, str(last)]
+    for action in parser._actions:
+        if not action.option_strings or action.dest in ("help", "clear", "weights"):
+            continue
+        value = getattr(args, action.dest, None)
+        if value is None or value == action.default:
+            continue
+        flag = next((o for o in action.option_strings if o.startswith("--")), action.option_strings[0])
+        if isinstance(action, argparse._StoreTrueAction):
+            words.append(flag)
+        elif isinstance(value, list):
+            for v in value:
+                words += [flag, str(v)]
+        else:
+            words += [flag, str(value)]
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    head = (["torchrun", f"--nproc_per_node={world}", "-m", "darknet_py"] if world > 1 else ["darknet-py"])
+    return shlex.join(head + (["-v"] if args.verbose else []) + ["detector", "train"] + [str(w) for w in words])
 
 
 def _train_device(args):
@@ -172,6 +212,9 @@ def _validation(args):
     from .validate import validation_detections
     data = DataConfig.from_file(args.data)
     source = open_dataset(data, "valid")
+    if args.coco_gt:  # a missing, malformed or foreign ground truth fails now, not after the pass
+        from .coco import image_ids
+        image_ids(source.paths, args.coco_gt)
     net = _load_net(args)
     check_classes(net, args.cfg, data.names, data.names_file, data)
     detections, truths, sizes = validation_detections(net, source, args.batch, thresh=args.low_thresh,
@@ -344,8 +387,8 @@ def cmd_plot_lr(args):
 
 def _add_device(p) -> None:
     """--device, and Darknet's -i N / -gpus N (CUDA device N)."""
-    p.add_argument("--device", help="cpu, cuda, cuda:1 (default: CUDA when present)")
-    p.add_argument("-i", dest="gpu_index", type=int, metavar="N", help="as Darknet's -i: CUDA device N")
+    p.add_argument("--device", type=device, help="cpu, cuda, cuda:1 (default: CUDA when present)")
+    p.add_argument("-i", dest="gpu_index", type=non_negative_int, metavar="N", help="as Darknet's -i: CUDA device N")
     p.add_argument("-gpus", dest="gpus", metavar="N[,M...]", help="as Darknet's -gpus: CUDA device N (the first)")
 
 
@@ -369,11 +412,11 @@ def _add_set(p) -> None:
 
 def _add_calc_anchors(p) -> None:
     p.add_argument("data", help=".data file; its train= labels are clustered")
-    p.add_argument("-num_of_clusters", "--num-of-clusters", type=int, default=5, help="number of anchors (5)")
-    p.add_argument("-width", "--width", type=int, required=True, help="network width in pixels")
-    p.add_argument("-height", "--height", type=int, required=True, help="network height in pixels")
+    p.add_argument("-num_of_clusters", "--num-of-clusters", type=positive_int, default=5, help="number of anchors (5)")
+    p.add_argument("-width", "--width", type=positive_int, required=True, help="network width in pixels")
+    p.add_argument("-height", "--height", type=positive_int, required=True, help="network height in pixels")
     p.add_argument("-out", "--out", default="anchors.txt", help="file for the anchors (Darknet: anchors.txt)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random initial centres")
+    p.add_argument("--seed", type=seed, default=0, help="seed of the random initial centres")
     p.add_argument("-show", action="store_true", help="as AlexeyAB's -show: the clusters picture, written as a "
                                                       "PNG (no window)")
     p.add_argument("--show-out", default="cloud.png", help="where -show writes it (AlexeyAB: cloud.png)")
@@ -393,16 +436,16 @@ def add_tool_parsers(sub, detector) -> None:
     p.add_argument("cfg")
     p.add_argument("weights")
     p.add_argument("output", help="the .onnx file to write")
-    p.add_argument("--width", type=int, help="override [net] width (the exported size is fixed)")
-    p.add_argument("--height", type=int, help="override [net] height")
-    p.add_argument("--opset", type=int, default=17)
+    p.add_argument("--width", type=positive_int, help="override [net] width (the exported size is fixed)")
+    p.add_argument("--height", type=positive_int, help="override [net] height")
+    p.add_argument("--opset", type=positive_int, default=17)
     p.add_argument("--decode", action="store_true",
                    help="add Darknet's box decoding: a second input image_size (batch, 2: width, height), outputs "
                         "boxes (centre x, y, w, h relative to the image), objectness, scores")
-    p.add_argument("--nms", type=float, metavar="IOU",
+    p.add_argument("--nms", type=probability, metavar="IOU",
                    help="with --decode: add ONNX NonMaxSuppression at this IoU (Darknet: 0.45); output selected "
                         "(batch, class, box)")
-    p.add_argument("--thresh", type=float, default=0.25, help="with --decode: Darknet's detection threshold")
+    p.add_argument("--thresh", type=probability, default=0.25, help="with --decode: Darknet's detection threshold")
     _add_letterbox(p)
     p.set_defaults(func=cmd_export_onnx)
 
@@ -411,9 +454,9 @@ def add_tool_parsers(sub, detector) -> None:
     p.add_argument("cfg")
     p.add_argument("--out", required=True, metavar="PNG", help="where to write the picture")
     _add_set(p)
-    p.add_argument("--mixup", type=float, default=0.0, metavar="P", help="as detector train --mixup")
-    p.add_argument("--seed", type=int, default=0, help="as detector train --seed")
-    p.add_argument("--images", type=int, help="how many samples (default: one mini-batch, batch/subdivisions)")
+    p.add_argument("--mixup", type=probability, default=0.0, metavar="P", help="as detector train --mixup")
+    p.add_argument("--seed", type=seed, default=0, help="as detector train --seed")
+    p.add_argument("--images", type=positive_int, help="how many samples (default: one mini-batch, batch/subdivisions)")
     p.set_defaults(func=cmd_show_batch)
 
     p = sub.add_parser("plot-lr", help="a PNG of the learning rate over max_batches")
@@ -421,7 +464,7 @@ def add_tool_parsers(sub, detector) -> None:
     p.add_argument("--out", required=True, metavar="PNG", help="where to write the chart")
     p.add_argument("--log", action="store_true", help="a logarithmic rate axis")
     _add_set(p)
-    p.add_argument("--seed", type=int, default=0, help="seed of policy=random's draws (as detector train)")
+    p.add_argument("--seed", type=seed, default=0, help="seed of policy=random's draws (as detector train)")
     p.set_defaults(func=cmd_plot_lr)
 
 
@@ -433,8 +476,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("summary", help="print Darknet's layer table and total BFLOPs of a cfg")
     p.add_argument("cfg")
-    p.add_argument("--width", type=int, help="override [net] width")
-    p.add_argument("--height", type=int, help="override [net] height")
+    p.add_argument("--width", type=positive_int, help="override [net] width")
+    p.add_argument("--height", type=positive_int, help="override [net] height")
     p.set_defaults(func=cmd_summary)
 
     detector = sub.add_parser("detector", help="Darknet's detector verbs").add_subparsers(dest="verb", required=True)
@@ -443,9 +486,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("cfg")
     p.add_argument("weights")
     p.add_argument("image", nargs="?", help="image path (else paths are read from stdin, one a line)")
-    p.add_argument("-thresh", "--thresh", type=float, default=0.25)
-    p.add_argument("-hier", "--hier", type=float, default=0.5)
-    p.add_argument("-nms", "--nms", type=float, default=0.45)
+    p.add_argument("-thresh", "--thresh", type=probability, default=0.25)
+    p.add_argument("-hier", "--hier", type=probability, default=0.5)
+    p.add_argument("-nms", "--nms", type=probability, default=0.45)
     p.add_argument("-out", "--out", default="predictions",
                    help="NAME: the annotated image goes to NAME.jpg (pjreddie); FILE.json: AlexeyAB's JSON of "
                         "every image's detections goes there and the image to predictions.jpg")
@@ -465,9 +508,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("weights")
     p.add_argument("video", help="a video file")
     p.add_argument("-out_filename", "--out-filename", help="write the annotated video here (.avi: MJPG, .mp4: mp4v)")
-    p.add_argument("-thresh", "--thresh", type=float, default=0.25)
-    p.add_argument("-hier", "--hier", type=float, default=0.5)
-    p.add_argument("-nms", "--nms", type=float, default=0.45)
+    p.add_argument("-thresh", "--thresh", type=probability, default=0.25)
+    p.add_argument("-hier", "--hier", type=probability, default=0.5)
+    p.add_argument("-nms", "--nms", type=probability, default=0.45)
     p.add_argument("-ext_output", action="store_true", help="as detector test -ext_output, per frame")
     p.add_argument("--precision", choices=["exact", "fast"], default="exact")
     _add_letterbox(p)
@@ -482,25 +525,32 @@ def build_parser() -> argparse.ArgumentParser:
     _add_set(p)
     p.add_argument("-clear", "--clear", action="store_true", help="start at seen=0 (iteration 0)")
     p.add_argument("--backup", help="checkpoint folder (default: backup= of the .data file)")
-    p.add_argument("--seed", type=int, default=0, help="seed of image order and augmentation")
-    p.add_argument("--workers", type=int, default=2, help="data-loading processes")
-    p.add_argument("--mixup", type=float, default=0.0, metavar="P",
+    p.add_argument("--seed", type=seed, default=0, help="seed of image order and augmentation")
+    p.add_argument("--workers", type=non_negative_int, default=2, help="data-loading processes")
+    p.add_argument("--mixup", type=probability, default=0.0, metavar="P",
                    help="Bag of Freebies: geometry-preserving mixup with probability P per image")
-    p.add_argument("--label-smoothing", type=float, default=0.0, metavar="EPS",
+    p.add_argument("--label-smoothing", type=probability, default=0.0, metavar="EPS",
                    help="Bag of Freebies: class targets (1-EPS)*onehot + EPS/classes")
     p.add_argument("--multi-scale", action="store_true",
                    help="as random=1 in the last head: a new size every 10 iterations (pjreddie: "
                         "squares 320..608; fork=alexeyab: the cfg's size times 1/1.4..1.4 in steps of "
                         "resize_step)")
-    p.add_argument("--amp", action="store_true", help="mixed precision (bfloat16 autocast)")
+    p.add_argument("--amp", action="store_true", help="mixed precision where it pays (bfloat16 with hardware "
+                   "support, float16 with a gradient scaler on older GPUs; else float32, with the reason)")
     p.add_argument("--sync-bn", action="store_true", help="synchronized batch norm under torchrun")
-    p.add_argument("--last-every", type=int, default=100, help="iterations between _last.weights saves")
-    p.add_argument("--valid-every", type=int, help="iterations between mAP checks (0: never; "
+    p.add_argument("--last-every", type=positive_int, default=100, help="iterations between _last.weights saves")
+    p.add_argument("--valid-every", type=non_negative_int, help="iterations between mAP checks (0: never; "
                    "default: every 4 epochs when the .data file has valid=)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("-map", "--map", action="store_true",
+                   help="as AlexeyAB's -map: mAP@0.5 on valid= (else the training list) every 4 epochs, "
+                        "printed and drawn in the chart (with valid= in the .data file it is checked anyway)")
+    p.add_argument("--tensorboard", metavar="DIR",
+                   help="TensorBoard event folder (default: <backup>/tensorboard/<cfg>; needs the tensorboard package)")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bar: Darknet's line per iteration (also off a terminal, and with -v)")
     _add_device(p)
     _add_dont_show(p)
-    p.set_defaults(func=cmd_detector_train)
+    p.set_defaults(func=cmd_detector_train, train_parser=p)
 
     for verb, func, text in (("map", cmd_detector_map, "Darknet's per-class AP table and mAP on valid="),
                              ("valid", cmd_detector_valid, "COCO-results JSON of the valid= images")):
@@ -508,9 +558,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("data")
         p.add_argument("cfg")
         p.add_argument("weights")
-        p.add_argument("--batch", type=int, default=8, help="images per forward pass")
-        p.add_argument("-nms", "--nms", type=float, default=0.45)
-        p.add_argument("--low-thresh", type=float, default=0.005, help="detection threshold (Darknet: .005)")
+        p.add_argument("--batch", type=positive_int, default=8, help="images per forward pass")
+        p.add_argument("-nms", "--nms", type=probability, default=0.45)
+        p.add_argument("--low-thresh", type=probability, default=0.005, help="detection threshold (Darknet: .005)")
         p.add_argument("--coco-gt", help="COCO instances json of the same images: COCO ids / 12-number summary")
         p.add_argument("--precision", choices=["exact", "fast"], default="exact")
         p.add_argument("--no-progress", action="store_true")
@@ -519,10 +569,10 @@ def build_parser() -> argparse.ArgumentParser:
         _add_dont_show(p)
         p.set_defaults(func=func)
         if verb == "map":
-            p.add_argument("-iou_thresh", "--iou-thresh", type=float, default=0.5)
+            p.add_argument("-iou_thresh", "--iou-thresh", type=probability, default=0.5)
             p.add_argument("-points", "--points", type=int, default=0, choices=[0, 11, 101],
                            help="0: area under the curve (Darknet's default), 11: VOC2007, 101: COCO")
-            p.add_argument("-thresh", "--thresh", type=float, default=0.25, help="for TP/FP/FN, F1, IoU")
+            p.add_argument("-thresh", "--thresh", type=probability, default=0.25, help="for TP/FP/FN, F1, IoU")
             p.add_argument("--thresh-sweep", action="store_true",
                            help="AP50 and box count at conf_thresh 0.1, 0.01, 0.001, 0.0001")
             p.add_argument("--chart", metavar="PNG", help="write the precision-recall chart there (none otherwise)")
@@ -535,7 +585,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("cfg")
     p.add_argument("weights")
     p.add_argument("out")
-    p.add_argument("n", type=int, help="number of layers to keep (darknet53.conv.74: 74)")
+    p.add_argument("n", type=non_negative_int, help="number of layers to keep (darknet53.conv.74: 74)")
     p.set_defaults(func=cmd_partial)
 
     p = sub.add_parser("convert", help="between .weights and a PyTorch state_dict (.pt), both ways")
@@ -547,17 +597,17 @@ def build_parser() -> argparse.ArgumentParser:
     data = sub.add_parser("data", help="generate datasets").add_subparsers(dest="kind", required=True)
     p = data.add_parser("shapes", help="a seeded Darknet-layout dataset of coloured shapes (+ COCO json)")
     p.add_argument("out")
-    p.add_argument("--n", type=int, default=2000)
-    p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--size", type=int, default=256, help="image side in pixels")
-    p.add_argument("--valid", type=int, metavar="N", help="validation images, generated after the training "
+    p.add_argument("--n", type=positive_int, default=2000)
+    p.add_argument("--seed", type=seed, default=1)
+    p.add_argument("--size", type=positive_int, default=256, help="image side in pixels")
+    p.add_argument("--valid", type=non_negative_int, metavar="N", help="validation images, generated after the training "
                    "ones into their own list valid.txt (default: a tenth of --n; 0: valid= is the training list)")
     p.set_defaults(func=cmd_data_shapes)
 
     p = sub.add_parser("demo", help="the shipped shapes model on the shipped samples, and its mAP "
                                     "on a freshly generated validation set")
     p.add_argument("--out", default="demo", help="folder for annotated samples and the validation set")
-    p.add_argument("--n-valid", type=int, default=300, help="validation images to generate")
+    p.add_argument("--n-valid", type=positive_int, default=300, help="validation images to generate")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_demo)
 
@@ -567,11 +617,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cfg")
     p.add_argument("--weights")
     p.add_argument("--names")
-    p.add_argument("--out", default="detections", help="folder for annotated copies (created)")
+    p.add_argument("--out", "-out", default=None, help="folder for annotated copies (created; default "
+                   "detections); in pjreddie's form the image name without .jpg (default predictions)")
     p.add_argument("--json", help="write COCO results here: one record per box and class with file_name "
                                   "(and frame for videos); image ids by darknet_py.coco's rule")
-    p.add_argument("-thresh", "--thresh", type=float, default=0.25)
-    p.add_argument("-nms", "--nms", type=float, default=0.45)
+    p.add_argument("-thresh", "--thresh", type=probability, default=0.25)
+    p.add_argument("-nms", "--nms", type=probability, default=0.45)
     p.add_argument("--precision", choices=["exact", "fast"], default="exact")
     _add_letterbox(p)
     _add_device(p)
@@ -592,8 +643,16 @@ def _packaged_inputs(args) -> None:
         args.paths = [input_path(path, "input") for path in args.paths]
 
 
+EXIT_ERROR, EXIT_INTERNAL, EXIT_INTERRUPTED = 1, 3, 130  # argparse exits 2 on bad arguments
+
+
 def main(argv=None) -> int:
+    """Run a command; every failure ends as one line on stderr and an exit status, never a
+    traceback (``-v`` adds the traceback of an unexpected one)."""
     from .darknet_flags import unrecognized
+    for stream in (sys.stdout, sys.stderr):  # file names that are not UTF-8 print escaped
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra:
@@ -603,15 +662,39 @@ def main(argv=None) -> int:
         for line in explained:
             print(f"darknet-py: {line}", file=sys.stderr)
         return 2
-    _packaged_inputs(args)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s: %(message)s")
+    level = logging.INFO if args.verbose else logging.WARNING
+    if _rank() != 0:  # under torchrun the first process speaks for all; the others report errors only
+        level = logging.ERROR
+    logging.basicConfig(level=level, format="%(levelname)s: %(message)s")
     try:
+        _packaged_inputs(args)
         args.func(args)
     except DarknetError as e:
-        print(f"darknet-py: error: {e}", file=sys.stderr)
-        return 1
+        return _fail(f"error: {e}", EXIT_ERROR)
+    except BrokenPipeError:  # `darknet-py ... | head`: the reader left
+        sys.stdout = open(os.devnull, "w")
+        return EXIT_ERROR
+    except OSError as e:  # a full disk, a read-only folder, a vanished file
+        where = f" ({e.filename})" if e.filename else ""
+        return _fail(f"error: {e.strerror or e}{where}", EXIT_ERROR)
+    except MemoryError:
+        return _fail("error: out of memory (lower the batch or the image size, or raise DARKNET_PY_MAX_BYTES "
+                     "only if the machine has the memory)", EXIT_ERROR)
+    except KeyboardInterrupt as e:  # Ctrl-C; a training run has said what it kept (cmd_detector_train)
+        from .train.interrupt import TrainingInterrupted
+        if isinstance(e, TrainingInterrupted) or _rank() != 0:
+            return EXIT_INTERRUPTED
+        return _fail("interrupted", EXIT_INTERRUPTED)
+    except Exception as e:  # a bug of ours: say so in one line, the traceback under -v
+        logging.getLogger(__name__).debug("traceback", exc_info=True)
+        return _fail(f"internal error: {type(e).__name__}: {e} (please report it; -v shows the traceback)",
+                     EXIT_INTERNAL)
     return 0
+
+
+def _fail(message: str, status: int) -> int:
+    print(f"darknet-py: {message}", file=sys.stderr)
+    return status
 
 
 if __name__ == "__main__":

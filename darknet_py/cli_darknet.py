@@ -262,5 +262,5 @@ def pjreddie_detect_args(args) -> None:
     args.cfg, args.weights = args.paths[0], args.paths[1]
     args.image = input_path(args.paths[2], "image") if len(args.paths) == 3 else None
     args.data = input_path("cfg/coco.data", ".data file")
-    args.hier, args.out = 0.5, "predictions"
+    args.hier, args.out = 0.5, args.out or "predictions"
     args.ext_output = args.save_labels = False

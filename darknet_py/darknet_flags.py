@@ -13,6 +13,9 @@ FLAGS = {
                     "detector test ... -ext_output, detector demo ... -ext_output"),
     "-save_labels": ("writes the boxes as YOLO .txt labels beside each image (AlexeyAB)",
                      "detector test ... -save_labels"),
+    "-out": ("where the verb writes: detector test's image name (pjreddie) or JSON file (AlexeyAB), detector "
+             "valid's results prefix", "detector test ... -out NAME or -out FILE.json; detect CFG WEIGHTS IMAGE -out "
+             "NAME; --out on detect, detector valid, show-batch, plot-lr"),
     "-out_filename": ("detector demo: writes the annotated video to this file", "detector demo ... -out_filename OUT"),
     "-json_port": ("serves the detections as JSON over HTTP on this port (AlexeyAB)",
                    "detector test ... -out result.json, or detect --json results.json"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .cfg import read_data_file
+from .cfg import read_data_file, read_text
 from .errors import CfgError
 
 
@@ -23,10 +23,7 @@ def resolve(value: str, data_file: Path) -> Path:
 def load_names(path) -> list[str]:
     """``get_labels``: one name per line, trailing whitespace removed."""
     path = Path(path)
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as e:
-        raise CfgError(f"cannot read the names file: {e}", file=str(path)) from None
+    lines = read_text(path, "names file").splitlines()
     names = [line.rstrip() for line in lines]
     while names and not names[-1]:
         names.pop()

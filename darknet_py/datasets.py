@@ -7,21 +7,22 @@ and line and skipped instead of failing mid-run. Images are decoded only when a 
 """
 from __future__ import annotations
 
-import contextlib
-import io
 import logging
 import math
 import os
 import re
+import stat
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .cfg import read_data_file
+from .cfg import MAX_TEXT_BYTES, read_data_file, read_text
+from .coco_instances import read_coco
 from .datafile import resolve
-from .errors import CfgError, DarknetError, ImageError
+from .errors import CfgError, DarknetError
+from .files import kind_of, read_regular
 from .image import load_image
 
 log = logging.getLogger(__name__)
@@ -110,11 +111,16 @@ class Problems:
 
 
 def check_image_file(path: Path, problems: Problems) -> bool:
-    """Exists and is not empty; decoding waits until the sample is made."""
-    if not path.is_file():
+    """Exists, is a regular file and is not empty; decoding waits until the sample is made."""
+    try:
+        info = path.stat()
+    except OSError:
         problems.add(path, None, "missing image")
         return False
-    if path.stat().st_size == 0:
+    if not stat.S_ISREG(info.st_mode):
+        problems.add(path, None, "not a regular file", kind_of(info.st_mode))
+        return False
+    if info.st_size == 0:
         problems.add(path, None, "empty image file")
         return False
     return True
@@ -145,9 +151,9 @@ def label_line_problem(fields: list[str], classes: int) -> tuple[str, str] | Non
 
 def read_label_file(path: Path, classes: int, problems: Problems, entry: Path):
     """The (n, 5) boxes of a label file, or None when any line is bad (all are reported)."""
-    try:
-        text = path.read_text(encoding="utf-8-sig")  # tolerate a BOM from Windows editors
-    except (OSError, UnicodeDecodeError) as e:
+    try:  # a FIFO or a device is refused, not read; a BOM from Windows editors is tolerated
+        text = read_regular(path, DarknetError, "label file", MAX_TEXT_BYTES).decode("utf-8-sig")
+    except (DarknetError, UnicodeDecodeError) as e:
         problems.add(path, None, "unreadable label file", str(e), skipped=entry)
         return None
     boxes, bad = [], False
@@ -169,22 +175,6 @@ def read_label_file(path: Path, classes: int, problems: Problems, entry: Path):
     return np.array(boxes, dtype=F32)
 
 
-def load_training_image(path) -> np.ndarray:
-    """``load_image``, refusing a JPEG cut short: OpenCV decodes one with grey where the data
-    ended and only warns on stderr, a sample no run should learn from. A JPEG's last scan
-    (``FFDA``) must be followed by its end-of-image marker (``FFD9``); data bytes cannot
-    contain either, and an EXIF thumbnail's pair comes before the main scan."""
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as e:
-        raise ImageError(f"{path}: cannot read: {e.strerror}") from None
-    if data[:2] == b"\xff\xd8" and data.rfind(b"\xff\xd9") < data.rfind(b"\xff\xda"):
-        raise ImageError(f"{path}: truncated JPEG: no end-of-image marker after its last scan "
-                         f"({len(data)} bytes)")
-    return load_image(path)
-
-
 class _Samples:
     """The API both sources share: ``len``, ``paths``, ``load(i)``."""
 
@@ -197,7 +187,7 @@ class _Samples:
 
     def load(self, i: int):
         """(image float32 (3, h, w) RGB in [0, 1], boxes float32 (n, 5) [class, cx, cy, w, h])."""
-        return load_training_image(self.paths[i]), self.boxes(i)
+        return load_image(self.paths[i]), self.boxes(i)  # truncated or corrupt: ImageError
 
     def boxes(self, i: int) -> np.ndarray:
         """The (n, 5) label boxes of sample ``i``, without decoding its image."""
@@ -223,10 +213,7 @@ class DarknetList(_Samples):
     def _entries(self):
         """(line number, text, path) of each listed image, a relative path found from the cwd
         first, then the list's folder; the path is None where neither has the file."""
-        try:
-            lines = self.list_file.read_text(encoding="utf-8").splitlines()
-        except (OSError, UnicodeDecodeError) as e:
-            raise CfgError(f"cannot read the image list: {e}", file=str(self.list_file)) from None
+        lines = read_text(self.list_file, "image list").splitlines()
         for number, line in enumerate(lines, 1):
             listed = line.strip()
             if not listed:
@@ -255,59 +242,48 @@ class CocoDataset(_Samples):
 
     def __init__(self, json_file, image_dir, problems: Problems, names=None):
         super().__init__()
-        from pycocotools.coco import COCO
         self.json_file, self.image_dir = Path(json_file), Path(image_dir)
-        try:
-            with contextlib.redirect_stdout(io.StringIO()):  # COCO() prints its progress
-                coco = COCO(str(self.json_file))
-        except (OSError, ValueError, KeyError, TypeError, AssertionError) as e:
-            raise CfgError(f"cannot read as COCO instances json: {e}", file=str(self.json_file)) from None
-        self.class_of = self._classes(coco, names)
+        coco = read_coco(self.json_file, problems)  # malformed entries reported there, with their index
+        self.class_of = self._classes(coco.categories, names)
         self.classes = len(names) if names is not None else len(self.class_of)
-        for image_id in sorted(coco.imgs):
-            info = coco.imgs[image_id]
-            path = self.image_dir / info["file_name"]
+        for image in sorted(coco.images, key=lambda im: im.id):
+            path = self.image_dir / image.file_name
             if not check_image_file(path, problems):
                 continue
-            boxes = self._boxes_of(info, coco.imgToAnns.get(image_id, []), path, problems)
+            boxes = self._boxes_of(image, coco.boxes[image.id], path, problems)
             if not len(boxes):
-                problems.add(path, None, "no boxes")
+                problems.add(path, None, "no boxes", f"images[{image.index}] (id {image.id})")
                 continue
             self.paths.append(path)
             self._boxes.append(boxes)
 
-    def _classes(self, coco, names) -> dict[int, int]:
-        cats = sorted(coco.cats.values(), key=lambda c: c["id"])
+    def _classes(self, categories: dict[int, str], names) -> dict[int, int]:
+        ids = sorted(categories)
         if names is None:
-            return {c["id"]: i for i, c in enumerate(cats)}
+            return {c: i for i, c in enumerate(ids)}
         index = {name: i for i, name in reversed(list(enumerate(names)))}
-        missing = [c["name"] for c in cats if c["name"] not in index]
+        missing = [categories[c] for c in ids if categories[c] not in index]
         if missing:
             raise CfgError(f"categories not in the names list: {', '.join(missing)}", file=str(self.json_file))
-        return {c["id"]: index[c["name"]] for c in cats}
+        return {c: index[categories[c]] for c in ids}
 
-    def _boxes_of(self, info, anns, path, problems) -> np.ndarray:
-        """Pixel [x, y, w, h] -> relative [class, cx, cy, w, h], clipped to the image; crowd
-        regions are not objects and are ignored."""
-        width, height = float(info["width"]), float(info["height"])
-        boxes = []
-        for ann in anns:
-            if ann.get("iscrowd", 0):
-                continue
-            if ann.get("category_id") not in self.class_of:
-                problems.add(path, None, "unknown category",
-                             f"annotation {ann.get('id')}: category_id {ann.get('category_id')}", skipped=False)
-                continue
-            x, y, w, h = (float(v) for v in ann["bbox"])
+    def _boxes_of(self, image, boxes, path, problems) -> np.ndarray:
+        """Pixel [x, y, w, h] -> relative [class, cx, cy, w, h], clipped to the image (crowd
+        regions were left out by read_coco); a box with nothing inside the image is reported."""
+        width, height = float(image.width), float(image.height)
+        out = []
+        for box in boxes:
+            x, y, w, h = box.bbox
             x0, x1 = min(max(x, 0.0), width), min(max(x + w, 0.0), width)
             y0, y1 = min(max(y, 0.0), height), min(max(y + h, 0.0), height)
             if not (x1 > x0 and y1 > y0):
-                problems.add(path, None, "degenerate box", f"annotation {ann.get('id')}: bbox {ann['bbox']}",
-                             skipped=False)
+                problems.add(self.json_file, None, "degenerate box",
+                             f"annotations[{box.index}]: bbox {list(box.bbox)} lies outside the {image.width} x "
+                             f"{image.height} image {path.name}", skipped=f"{self.json_file}:annotations[{box.index}]")
                 continue
-            boxes.append((self.class_of[ann["category_id"]], (x0 + x1) / 2 / width, (y0 + y1) / 2 / height,
-                          (x1 - x0) / width, (y1 - y0) / height))
-        return np.array(boxes, dtype=F32).reshape(-1, 5)
+            out.append((self.class_of[box.category_id], (x0 + x1) / 2 / width, (y0 + y1) / 2 / height,
+                        (x1 - x0) / width, (y1 - y0) / height))
+        return np.array(out, dtype=F32).reshape(-1, 5)
 
 
 def open_dataset(data_config, split: str = "train", problems: Problems | None = None):

@@ -32,27 +32,26 @@ class DemoResult:
 def run_demo(out="demo", n_valid=300, thresh=0.25, progress=True) -> DemoResult:
     """Detect on ``data/shapes/*.jpg`` into ``out/``; evaluate on ``n_valid`` generated images
     in ``out/valid``."""
-    import cv2
-
     from .datafile import DataConfig, load_names
     from .detect import detect
     from .draw import draw_detections
     from .evaluate import format_map_table
-    from .image import from_bgr, read_bgr
+    from .image import read_bgr
     from .model import load
-    from .shapes import generate_shapes
+    from .outputs import check_folder, write_image
     from .datasets import open_dataset
+    from .shapes import generate_shapes
     from .validate import validate_map
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    check_folder(out, "demo folder")
     net = load(CFG, WEIGHTS)
     names = load_names(NAMES)
     written = []
     for path in sorted(SAMPLES.glob("*.jpg")):
         bgr = read_bgr(path)
-        found = detect(net, from_bgr(bgr))
+        found = detect(net, bgr, names=names)
         target = out / path.name
-        cv2.imwrite(str(target), draw_detections(bgr, found, thresh, names))
+        write_image(target, draw_detections(bgr, found, thresh, names))
         written.append(target)
     data_file = generate_shapes(out / "valid", n_valid, seed=VALID_SEED)
     source = open_dataset(DataConfig.from_file(data_file), "valid")

@@ -30,3 +30,8 @@ class WeightsError(DarknetError):
 
 class ImageError(DarknetError):
     """An image file that cannot be decoded."""
+
+
+class TrainingError(DarknetError):
+    """Training cannot go on (non-finite loss that persists, a cfg that cannot be trained, an
+    unwritable backup folder or a full disk)."""

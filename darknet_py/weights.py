@@ -6,10 +6,16 @@ rule, for networks of ``fork=alexeyab``: uint64 whenever ``major*10 + minor >= 2
 uint32); then each layer's blobs in cfg
 order (see each layer's ``blobs()``), float32 little-endian. Connected weights are transposed
 when major or minor exceeds 1000. Darknet reads whatever is there and never checks; we refuse
-any file whose size is not exactly what the cfg (up to ``cutoff``) needs, before copying.
+any file whose size is not exactly what the cfg (up to ``cutoff``) needs, before copying, and
+numbers no trained network holds (NaN, infinities, a negative ``rolling_variance``, magnitudes
+above ``ABSURD``), which make Darknet compute NaN or nothing at all: a ``WeightsError`` naming
+the layer, the blob and the byte offset, or with ``DARKNET_PY_ALLOW_BAD_WEIGHTS=1`` a warning
+and the values loaded as Darknet would load them.
 """
 from __future__ import annotations
 
+import logging
+import math
 import os
 import struct
 from dataclasses import dataclass, field, replace
@@ -20,6 +26,11 @@ import torch
 
 from .atomic import atomic_write
 from .errors import WeightsError
+from .files import open_regular
+
+log = logging.getLogger(__name__)
+ABSURD = 1e15  # no trained blob comes near (official yolov3-tiny: 401 at most); its square is still a float32
+SEEN_LIMIT = 2**63  # seen counts images: a file claiming more is corrupt (and would not fit an int64)
 
 
 @dataclass
@@ -74,7 +85,87 @@ class Header:
             raise WeightsError(f"file is {file_size} bytes; version {header.major}.{header.minor} needs a "
                                f"{header.size}-byte header", file=path)
         header.seen = struct.unpack("<Q" if width == 8 else header._seen32, raw)[0]
+        check_seen(header.seen, path, f"byte offset 12 (version {header.major}.{header.minor} header)")
         return header
+
+
+def check_seen(seen, path, where: str) -> None:
+    """``seen`` counts training images: negative (a 4-byte field of a 0.1 header read as a signed
+    int) or beyond an int64 is no count Darknet could have written."""
+    if not 0 <= seen < SEEN_LIMIT:
+        raise WeightsError(f"{where}: seen={seen} is not a number of images (0 <= seen < 2**63 expected)",
+                           file=path)
+
+
+def allow_bad_values() -> bool:
+    return os.environ.get("DARKNET_PY_ALLOW_BAD_WEIGHTS", "") not in ("", "0")
+
+
+def check_values(net, items, path, header_size=None, whole=None) -> None:
+    """Refuse (or, with DARKNET_PY_ALLOW_BAD_WEIGHTS=1, warn about) the first blob holding NaN,
+    an infinity, a magnitude above ABSURD or a negative rolling variance, before any of it is
+    copied into ``net``. ``items``: (layer index, blob name, values) in file order; with
+    ``header_size`` they are a .weights file's, in its layout, and the byte offset is named.
+    ``whole``: all of the file's floats, checked in one pass first (then only the variances
+    need a look of their own)."""
+    items = list(items)
+    if whole is not None and _in_range(whole):
+        items = [item for item in items if item[1] == "rolling_variance"] if header_size is None else \
+            [(i, name, values, at) for i, name, values, at in _with_offsets(items, header_size)
+             if name == "rolling_variance"]
+    elif header_size is not None:
+        items = list(_with_offsets(items, header_size))
+    for item in items:
+        i, name, values = item[:3]
+        problem = bad_value(name, values)
+        if problem is None:
+            continue
+        index, text = problem
+        where = f" (byte offset {item[3] + 4 * index})" if header_size is not None else ""
+        layer = f"layer {i} ({net.describe(i)})" if isinstance(i, int) else f"'{i}'"
+        message = (f"{layer}, blob '{name}', value {index} of {values.numel()}{where} "
+                   f"is {text}; no trained network holds it (Darknet would compute NaN or find nothing). "
+                   f"DARKNET_PY_ALLOW_BAD_WEIGHTS=1 loads it anyway")
+        if not allow_bad_values():
+            raise WeightsError(message, file=path)
+        log.warning("%s: %s", path, message.split("; no trained")[0])
+        return
+
+
+def _with_offsets(items, header_size):
+    offset = header_size
+    for i, name, values in items:
+        yield i, name, values, offset
+        offset += 4 * values.numel()
+
+
+def _in_range(values: np.ndarray) -> bool:
+    """Every value finite and within +-ABSURD (numpy's min and max carry NaN through)."""
+    if values.size == 0:
+        return True
+    lo, hi = float(values.min()), float(values.max())
+    return math.isfinite(lo) and math.isfinite(hi) and -ABSURD <= lo and hi <= ABSURD
+
+
+def bad_value(name, values):
+    """(flat index, description) of the first value of blob ``name`` that no trained network
+    holds, or None (one min/max pass when all is well; numpy's, which needs no thread wake-ups
+    for the many small blobs)."""
+    if values.numel() == 0:
+        return None
+    flat = values.detach().reshape(-1).float().cpu().numpy()
+    variance = name == "rolling_variance"
+    if _in_range(flat) and not (variance and float(flat.min()) < 0):
+        return None
+    for test, text in ((np.isnan, "NaN"), (np.isinf, "infinite"),
+                       (lambda v: np.abs(v) > ABSURD, f"beyond +-{ABSURD:g}"),
+                       (lambda v: v < 0 if variance else np.zeros(v.shape, bool), "negative")):
+        with np.errstate(invalid="ignore"):
+            hits = np.flatnonzero(test(flat))
+        if len(hits):
+            index = int(hits[0])
+            return index, text if text == "NaN" else f"{text} ({float(flat[index]):g})"
+    return None
 
 
 def _layer_plan(net, cutoff, loading, path=None):
@@ -104,10 +195,7 @@ def _file_layout(blob, transpose):
 def read_weights(net, path, cutoff=None):
     """Fill ``net`` from a weights file; the file must hold exactly the layers before ``cutoff``."""
     path = Path(path)
-    try:
-        f = open(path, "rb")
-    except OSError as e:
-        raise WeightsError(f"cannot open: {e.strerror}", file=path) from None
+    f = open_regular(path, lambda m: WeightsError(m, file=path), "weights file")
     with f:
         file_size = os.fstat(f.fileno()).st_size
         header = Header.read(f, path, file_size, net.net.fork)
@@ -118,19 +206,21 @@ def read_weights(net, path, cutoff=None):
         if file_size != expected:
             _raise_size_error(net, path, plan, header, file_size, expected, what)
         floats = np.fromfile(f, dtype="<f4", count=body // 4)
-    offset = 0
+    offset, views = 0, []
+    for i, blobs in plan:
+        for blob in blobs:
+            n = blob.tensor.numel()
+            views.append((i, blob, torch.from_numpy(floats[offset:offset + n]).view(_file_layout(blob, header.transpose))))
+            offset += n
+    check_values(net, ((i, blob.name, data) for i, blob, data in views), path, header.size, floats)
     with torch.no_grad():
-        for _, blobs in plan:
-            for blob in blobs:
-                n = blob.tensor.numel()
-                data = torch.from_numpy(floats[offset:offset + n]).view(_file_layout(blob, header.transpose))
-                if blob.transposable and header.transpose:
-                    blob.tensor.copy_(data.t())
-                elif blob.tensor.device.type == "cpu" and blob.tensor.dtype == torch.float32:
-                    blob.tensor.data = data  # a view of the file's buffer: no second copy
-                else:
-                    blob.tensor.copy_(data)
-                offset += n
+        for _, blob, data in views:
+            if blob.transposable and header.transpose:
+                blob.tensor.copy_(data.t())
+            elif blob.tensor.device.type == "cpu" and blob.tensor.dtype == torch.float32:
+                blob.tensor.data = data  # a view of the file's buffer: no second copy
+            else:
+                blob.tensor.copy_(data)
     net.header = header
     return header
 
@@ -196,12 +286,9 @@ def layers_in_file(net, path) -> int | None:
     (a whole file, or a cut one such as darknet53.conv.74); None when it matches no boundary
     (``read_weights`` then explains the mismatch)."""
     path = Path(path)
-    try:
-        with open(path, "rb") as f:
-            file_size = os.fstat(f.fileno()).st_size
-            header = Header.read(f, path, file_size, net.net.fork)
-    except OSError as e:
-        raise WeightsError(f"cannot open: {e.strerror}", file=path) from None
+    with open_regular(path, lambda m: WeightsError(m, file=path), "weights file") as f:
+        file_size = os.fstat(f.fileno()).st_size
+        header = Header.read(f, path, file_size, net.net.fork)
     if file_size == header.size:
         return 0
     return _boundaries(net, header).get(file_size)

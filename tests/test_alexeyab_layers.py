@@ -437,6 +437,38 @@ def test_batch_norm_formula_follows_fork(fork, formula):
     np.testing.assert_allclose(got, formula(x, m, v), rtol=1e-6)
 
 
+def test_alexeyab_batch_norm_trains_as_cudnn():
+    """fork=alexeyab trains batch norm as cuDNN does in AlexeyAB's GPU builds: the biased batch
+    variance under sqrt(var + 1e-5), the exact gradient, running statistics .99/.01 with the
+    unbiased variance: PyTorch's own F.batch_norm (momentum .01, eps 1e-5) in every number."""
+    spec = plan("[convolutional]\nfilters=3\nbatch_normalize=1\nactivation=linear\n", 2, 2, 3,
+                "fork=alexeyab\n")[-1]
+    module = spec.make().train()
+    torch.manual_seed(0)
+    with torch.no_grad():
+        module.weights.copy_(torch.eye(3).view(3, 3, 1, 1))
+        module.biases.uniform_(-1, 1)
+        module.scales.uniform_(0.5, 1.5)
+        module.rolling_mean.uniform_(-1, 1)
+        module.rolling_variance.uniform_(0.5, 2)
+    running = module.rolling_mean.clone(), module.rolling_variance.clone()
+    x = torch.from_numpy(randn(7, 5, 3, 2, 2))
+    x[:, 0] *= 1e-3  # small variance: where eps and the variance's divisor matter
+    xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+    grad = torch.randn(5, 3, 2, 2)
+    out = module(xa)
+    out.backward(grad)
+    scales, biases = module.scales.detach().clone().requires_grad_(), module.biases.detach().clone().requires_grad_()
+    want = torch.nn.functional.batch_norm(xb, *running, scales, biases, True, 0.01, 1e-5)
+    want.backward(grad)
+    torch.testing.assert_close(out, want, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(module.rolling_mean, running[0], rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(module.rolling_variance, running[1], rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(xa.grad, xb.grad, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(module.scales.grad, scales.grad, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(module.biases.grad, biases.grad, rtol=1e-5, atol=1e-5)
+
+
 def test_unknown_fork_refused():
     with pytest.raises(CfgError, match="fork"):
         plan("[maxpool]\n", 2, 2, 1, "fork=darknet2\n")

@@ -144,6 +144,8 @@ def test_pjreddies_detect_form_is_detector_test_with_coco(tmp_path, monkeypatch,
     expect = capsys.readouterr().out.splitlines()[1:]
     assert main(["detect", str(CFG / "yolov3-tiny.cfg"), str(WEIGHTS), str(IMAGES / "dog.jpg")]) == 0
     assert capsys.readouterr().out.splitlines()[1:] == expect
+    assert main(["detect", str(CFG / "yolov3-tiny.cfg"), str(WEIGHTS), str(IMAGES / "dog.jpg"), "-out", "mine"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "wrote mine.jpg" and (tmp_path / "mine.jpg").is_file()
     assert main(["detect", str(IMAGES / "dog.jpg")]) == 1  # neither form
     assert "--cfg" in capsys.readouterr().err
 

@@ -15,7 +15,10 @@ from darknet_py.layers.gaussian_yolo import GaussianYolo
 from darknet_py.train.deltas import head_delta
 from darknet_py.train.trainer import Trainer
 
-from test_heads_alexeyab import box_giou, box_iou, box_iou_kind, dx_box_iou, logistic, random_truths, yolo_cfg
+from reference.activations import logistic
+from reference.box import box_giou, box_iou_kind, dx_box_iou
+from reference.box import box_iou_alexeyab as box_iou  # AlexeyAB's: 0 where intersection or union is
+from test_heads_alexeyab import random_truths, yolo_cfg
 from test_train import opts, shapes  # noqa: F401 (fixture)
 
 F32 = np.float32
@@ -23,9 +26,9 @@ F32 = np.float32
 
 def c_forward_gaussian(x, truths, layer, net_w, net_h):
     """Returns (l.delta, l.cost, printed figures, counters) for raw x (batch, n, 9 + classes, h, w)."""
-    L = layer
+    L = layer.settings
     batch, n, _, lh, lw = x.shape
-    classes, biases, mask, total = L.classes, [v for a in L.anchors for v in a], L.mask, len(L.anchors)
+    classes, biases, mask, total = layer.classes, [v for a in layer.anchors for v in a], layer.mask, len(layer.anchors)
     outputs = lh * lw * n * (classes + 8 + 1)
     stride = lw * lh
     mult_table = L.classes_multipliers
@@ -373,5 +376,5 @@ def test_two_iterations_through_the_trainer(shapes, tmp_path):  # noqa: F811
     t.run()
     assert t.iteration == 2
     assert any(not torch.equal(v, t.net.state_dict()[k]) for k, v in before.items() if "weight" in k)
-    (_, stats), = t.head_stats
+    (_, stats), = t.last_record.head_stats
     assert stats.count > 0 and math.isfinite(stats.cost) and stats.uc_loss > 0

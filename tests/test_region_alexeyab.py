@@ -131,7 +131,7 @@ def c_custom_get_region_detections(raw, im_w, im_h, netw, neth, thresh, softmax,
 def test_detections_match_the_c(tmp_path, softmax, classfix, letter, image):
     net = Darknet(write_cfg(tmp_path, region_extra=f"softmax={softmax}\nclassfix={classfix}\n")).eval()
     region = net.layers[-1]
-    assert region.alexeyab
+    assert region.settings.alexeyab
     raw = torch.from_numpy(np.random.default_rng(softmax * 4 + classfix + 2).normal(0, 2, (1, 16, 12, 20))
                            .astype(F32))
     with torch.no_grad():

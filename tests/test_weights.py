@@ -55,7 +55,8 @@ def n_floats(net, cutoff=None):
     ("yolov3.cfg", None), ("yolov3-tiny.cfg", None), ("yolov3-spp.cfg", None), ("yolov2.cfg", None),
     ("darknet53.cfg", 74),
 ])
-def test_byte_identical_round_trip(cfg, cutoff, tmp_path):
+def test_byte_identical_round_trip(cfg, cutoff, tmp_path, monkeypatch):
+    monkeypatch.setenv("DARKNET_PY_ALLOW_BAD_WEIGHTS", "1")  # N(0, 1) floats hold negative variances
     net = darknet_py.Darknet(CFG / cfg, init=False)
     src, out = tmp_path / "in.weights", tmp_path / "out.weights"
     independent_file(src, n_floats(net, cutoff))
@@ -77,7 +78,8 @@ CONNECTED_CFG = "[net]\nwidth=4\nheight=4\nchannels=2\n[convolutional]\nbatch_no
     ((0, 1001, 0), 16, True),    # minor > 1000: 4-byte seen and transposed connected weights
     ((1001, 0, 0), 16, True),
 ])
-def test_header_variants_round_trip(header, header_bytes, transposed, tmp_path):
+def test_header_variants_round_trip(header, header_bytes, transposed, tmp_path, monkeypatch):
+    monkeypatch.setenv("DARKNET_PY_ALLOW_BAD_WEIGHTS", "1")  # N(0, 1) floats hold negative variances
     cfg = tmp_path / "c.cfg"
     cfg.write_text(CONNECTED_CFG)
     net = darknet_py.Darknet(cfg, init=False)
