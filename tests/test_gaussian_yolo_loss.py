@@ -15,7 +15,10 @@ from darknet_py.layers.gaussian_yolo import GaussianYolo
 from darknet_py.train.deltas import head_delta
 from darknet_py.train.trainer import Trainer
 
-from test_heads_alexeyab import box_giou, box_iou, box_iou_kind, dx_box_iou, logistic, random_truths, yolo_cfg
+from reference.activations import logistic
+from reference.box import box_giou, box_iou_kind, dx_box_iou
+from reference.box import box_iou_alexeyab as box_iou  # AlexeyAB's: 0 where intersection or union is
+from test_heads_alexeyab import random_truths, yolo_cfg
 from test_train import opts, shapes  # noqa: F401 (fixture)
 
 F32 = np.float32
