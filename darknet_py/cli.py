@@ -127,16 +127,66 @@ def cmd_detect(args):
 
 def cmd_detector_train(args):
     """``darknet detector train DATA CFG [WEIGHTS]`` with [net] overrides and the BoF switches."""
+    from .train.interrupt import TrainingInterrupted
     from .train.trainer import TrainOptions, train
     options = TrainOptions(backup=args.backup, seed=args.seed, workers=args.workers, clear=args.clear,
                            mixup=args.mixup, label_smoothing=args.label_smoothing,
                            multi_scale=args.multi_scale, amp=args.amp, sync_bn=args.sync_bn,
-                           last_every=args.last_every, valid_every=args.valid_every,
-                           progress=not args.no_progress, device=_train_device(args))
-    result = train(args.data, args.cfg, args.weights, overrides=args.set, options=options)
-    if result.final is not None:
+                           last_every=args.last_every, valid_every=args.valid_every, calc_map=args.map,
+                           progress=not args.no_progress, verbose=args.verbose, tensorboard=args.tensorboard,
+                           device=_train_device(args))
+    try:
+        result = train(args.data, args.cfg, args.weights, overrides=args.set, options=options)
+    except TrainingInterrupted as e:
+        if e.speaks:
+            _report_interrupt(e, args)
+        raise
+    if result.final is not None and _rank() == 0:
         best = f", best mAP@0.5 {result.best_map:.4f}" if result.best_map is not None else ""
         print(f"iteration {result.iteration}, seen {result.seen}: saved {result.final}{best}")
+
+
+def _rank() -> int:
+    return int(os.environ.get("RANK", "0"))
+
+
+def _report_interrupt(e, args) -> None:
+    """What was kept and the command that goes on from it (on stderr)."""
+    from pathlib import Path
+    name = __import__("signal").Signals(e.signum).name
+    if e.saved:
+        print(f"darknet-py: {name}: the unfinished update was dropped; saved {e.last} "
+              f"(iteration {e.iteration})", file=sys.stderr)
+    else:
+        print(f"darknet-py: {name} again during the save: it was given up; {e.last} is as it was before",
+              file=sys.stderr)
+    if Path(e.last).is_file():
+        print(f"darknet-py: to resume: {resume_command(args, e.last)}", file=sys.stderr)
+
+
+def resume_command(args, last) -> str:
+    """The command line that continues this ``detector train`` from ``last``: the same
+    options, ``last`` as the weights, without -clear (under torchrun, torchrun's line)."""
+    import shlex
+    parser = args.train_parser
+    words = [args.data, args.cfg, str(last)]
+    for action in parser._actions:
+        if not action.option_strings or action.dest in ("help", "clear", "weights"):
+            continue
+        value = getattr(args, action.dest, None)
+        if value is None or value == action.default:
+            continue
+        flag = next((o for o in action.option_strings if o.startswith("--")), action.option_strings[0])
+        if isinstance(action, argparse._StoreTrueAction):
+            words.append(flag)
+        elif isinstance(value, list):
+            for v in value:
+                words += [flag, str(v)]
+        else:
+            words += [flag, str(value)]
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    head = (["torchrun", f"--nproc_per_node={world}", "-m", "darknet_py"] if world > 1 else ["darknet-py"])
+    return shlex.join(head + (["-v"] if args.verbose else []) + ["detector", "train"] + [str(w) for w in words])
 
 
 def _train_device(args):
@@ -162,6 +212,9 @@ def _validation(args):
     from .validate import validation_detections
     data = DataConfig.from_file(args.data)
     source = open_dataset(data, "valid")
+    if args.coco_gt:  # a missing, malformed or foreign ground truth fails now, not after the pass
+        from .coco import image_ids
+        image_ids(source.paths, args.coco_gt)
     net = _load_net(args)
     check_classes(net, args.cfg, data.names, data.names_file, data)
     detections, truths, sizes = validation_detections(net, source, args.batch, thresh=args.low_thresh,
@@ -482,15 +535,22 @@ def build_parser() -> argparse.ArgumentParser:
                    help="as random=1 in the last head: a new size every 10 iterations (pjreddie: "
                         "squares 320..608; fork=alexeyab: the cfg's size times 1/1.4..1.4 in steps of "
                         "resize_step)")
-    p.add_argument("--amp", action="store_true", help="mixed precision (bfloat16 autocast)")
+    p.add_argument("--amp", action="store_true", help="mixed precision where it pays (bfloat16 with hardware "
+                   "support, float16 with a gradient scaler on older GPUs; else float32, with the reason)")
     p.add_argument("--sync-bn", action="store_true", help="synchronized batch norm under torchrun")
     p.add_argument("--last-every", type=positive_int, default=100, help="iterations between _last.weights saves")
     p.add_argument("--valid-every", type=non_negative_int, help="iterations between mAP checks (0: never; "
                    "default: every 4 epochs when the .data file has valid=)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("-map", "--map", action="store_true",
+                   help="as AlexeyAB's -map: mAP@0.5 on valid= (else the training list) every 4 epochs, "
+                        "printed and drawn in the chart (with valid= in the .data file it is checked anyway)")
+    p.add_argument("--tensorboard", metavar="DIR",
+                   help="TensorBoard event folder (default: <backup>/tensorboard/<cfg>; needs the tensorboard package)")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bar: Darknet's line per iteration (also off a terminal, and with -v)")
     _add_device(p)
     _add_dont_show(p)
-    p.set_defaults(func=cmd_detector_train)
+    p.set_defaults(func=cmd_detector_train, train_parser=p)
 
     for verb, func, text in (("map", cmd_detector_map, "Darknet's per-class AP table and mAP on valid="),
                              ("valid", cmd_detector_valid, "COCO-results JSON of the valid= images")):
@@ -602,8 +662,10 @@ def main(argv=None) -> int:
         for line in explained:
             print(f"darknet-py: {line}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s: %(message)s")
+    level = logging.INFO if args.verbose else logging.WARNING
+    if _rank() != 0:  # under torchrun the first process speaks for all; the others report errors only
+        level = logging.ERROR
+    logging.basicConfig(level=level, format="%(levelname)s: %(message)s")
     try:
         _packaged_inputs(args)
         args.func(args)
@@ -618,7 +680,10 @@ def main(argv=None) -> int:
     except MemoryError:
         return _fail("error: out of memory (lower the batch or the image size, or raise DARKNET_PY_MAX_BYTES "
                      "only if the machine has the memory)", EXIT_ERROR)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:  # Ctrl-C; a training run has said what it kept (cmd_detector_train)
+        from .train.interrupt import TrainingInterrupted
+        if isinstance(e, TrainingInterrupted) or _rank() != 0:
+            return EXIT_INTERRUPTED
         return _fail("interrupted", EXIT_INTERRUPTED)
     except Exception as e:  # a bug of ours: say so in one line, the traceback under -v
         logging.getLogger(__name__).debug("traceback", exc_info=True)

@@ -10,12 +10,12 @@ processing order (a video's frames each take one). So ids never collide.
 """
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
 import numpy as np
 
+from .coco_instances import read_coco
 from .errors import DarknetError
 
 # validate_detector's map from the 80 COCO classes to COCO's category ids (its coco_ids).
@@ -45,8 +45,7 @@ def image_ids(paths, ground_truth=None) -> list[int]:
     """Ids of the images ``paths`` (the module's rule): by file name from a COCO instances file,
     else the names' numbers if all have distinct ones, else 1..N."""
     if ground_truth is not None:
-        by_name = {Path(im["file_name"]).name: im["id"]
-                   for im in json.loads(Path(ground_truth).read_text())["images"]}
+        by_name = {Path(im.file_name).name: im.id for im in read_coco(ground_truth).images}
         missing = [str(p) for p in paths if Path(p).name not in by_name]
         if missing:
             raise DarknetError(f"{missing[0]}: not in {ground_truth}"
@@ -60,7 +59,7 @@ def category_ids(classes: int, ground_truth=None, coco_eval: bool = False) -> li
     reads them), Darknet's ``coco_ids`` for an 80-class COCO network (``eval=coco``), else None
     (the class index itself)."""
     if ground_truth is not None:
-        return sorted(c["id"] for c in json.loads(Path(ground_truth).read_text())["categories"])
+        return sorted(read_coco(ground_truth).categories)
     if coco_eval and classes == len(COCO_IDS):
         return COCO_IDS
     return None

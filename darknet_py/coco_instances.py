@@ -8,6 +8,7 @@ image the file does not list is reported with its JSON index and field, skipped 
 from __future__ import annotations
 
 import json
+import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +18,14 @@ from .errors import CfgError
 from .files import read_regular
 
 MAX_JSON_BYTES = 64 * MAX_TEXT_BYTES  # COCO 2017's train json is 448 MB
+log = logging.getLogger(__name__)
+
+
+class _Logged:
+    """Problems that are only logged (a ground truth read for its ids, not for training)."""
+
+    def add(self, path, line, reason, detail="", skipped=True):
+        log.warning("%s: %s (%s); skipped", path, reason, detail)
 
 
 @dataclass(frozen=True)
@@ -84,10 +93,11 @@ def load_json(path) -> dict:
     return document
 
 
-def read_coco(path, problems) -> CocoFile:
+def read_coco(path, problems=None) -> CocoFile:
     """Images, their boxes and the categories of a COCO instances json; ``problems`` (a
-    datasets.Problems) gets every entry that cannot be used."""
+    datasets.Problems; default: a warning each) gets every entry that cannot be used."""
     path = Path(path)
+    problems = _Logged() if problems is None else problems
     document = load_json(path)
     coco = CocoFile(path)
 

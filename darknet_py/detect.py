@@ -9,7 +9,7 @@ import torch
 
 from .image import from_bgr, letterbox, load_image, resize_image
 from .layers.gaussian_yolo import GaussianYolo
-from .layers.heads import Detection, Region, Yolo
+from .layers.heads import Detection, HeadSettings, Region, Yolo
 from .postprocess import (Detections, correct_boxes, decode_detection, decode_gaussian_yolo, decode_region,
                           decode_region_alexeyab, decode_yolo, nms_sort)
 
@@ -48,6 +48,35 @@ def network_input(image, w, h, letter=True):
     return letterbox(image, w, h) if letter else resize_image(image, w, h)
 
 
+def _yolo_boxes(layer, o, net_w, net_h, im_w, im_h, thresh, letter):
+    s = layer.settings
+    boxes, obj, probs = decode_yolo(o, layer.anchors, layer.mask, net_w, net_h, thresh, s.new_coords)
+    return correct_boxes(boxes, im_w, im_h, net_w, net_h, s.alexeyab, letter), obj, probs
+
+
+def _gaussian_yolo_boxes(layer, o, net_w, net_h, im_w, im_h, thresh, letter):
+    boxes, obj, probs = decode_gaussian_yolo(o, layer.anchors, layer.mask, net_w, net_h, thresh,
+                                             layer.settings.yolo_point)
+    return correct_boxes(boxes, im_w, im_h, net_w, net_h, letter=letter), obj, probs
+
+
+def _region_boxes(layer, o, net_w, net_h, im_w, im_h, thresh, letter):
+    if layer.settings.alexeyab:  # custom_get_region_detections
+        boxes, obj, probs = decode_region_alexeyab(o, layer.anchors, layer.settings.classfix, thresh)
+        return correct_boxes(boxes, im_w, im_h, net_w, net_h, True, letter), obj, probs
+    boxes, obj, probs = decode_region(o, layer.anchors, layer.coords, layer.background, thresh)
+    return correct_boxes(boxes, im_w, im_h, net_w, net_h, letter=letter), obj, probs
+
+
+def _detection_boxes(layer, o, net_w, net_h, im_w, im_h, thresh, letter):
+    s = layer.settings
+    return decode_detection(o, layer.side, s.n, layer.classes, s.coords, s.sqrt, thresh)
+
+
+# head type -> f(layer, one image's output, net_w, net_h, im_w, im_h, thresh, letter) -> (boxes, obj, probs)
+BOXES = {Yolo: _yolo_boxes, GaussianYolo: _gaussian_yolo_boxes, Region: _region_boxes, Detection: _detection_boxes}
+
+
 def network_boxes(net, outputs, b, im_w, im_h, thresh, letter=True):
     """All heads' boxes of image ``b`` in Darknet's list order, boxes relative to the image;
     ``letter``: whether the input was letterboxed (``get_network_boxes``' last argument)."""
@@ -55,24 +84,10 @@ def network_boxes(net, outputs, b, im_w, im_h, thresh, letter=True):
     net_w, net_h = net.input_size
     for index, out in zip(net.outputs, outputs):
         layer, o = net.layers[index], out[b].detach().float().cpu().numpy()
-        if isinstance(layer, Yolo):
-            boxes, obj, probs = decode_yolo(o, layer.anchors, layer.mask, net_w, net_h, thresh, layer.new_coords)
-            boxes = correct_boxes(boxes, im_w, im_h, net_w, net_h, layer.alexeyab, letter)
-        elif isinstance(layer, GaussianYolo):
-            boxes, obj, probs = decode_gaussian_yolo(o, layer.anchors, layer.mask, net_w, net_h, thresh,
-                                                     layer.yolo_point)
-            boxes = correct_boxes(boxes, im_w, im_h, net_w, net_h, letter=letter)
-        elif isinstance(layer, Region) and layer.alexeyab:  # custom_get_region_detections
-            boxes, obj, probs = decode_region_alexeyab(o, layer.anchors, layer.classfix, thresh)
-            boxes = correct_boxes(boxes, im_w, im_h, net_w, net_h, True, letter)
-        elif isinstance(layer, Region):
-            boxes, obj, probs = decode_region(o, layer.anchors, layer.coords, layer.background, thresh)
-            boxes = correct_boxes(boxes, im_w, im_h, net_w, net_h, letter=letter)
-        elif isinstance(layer, Detection):
-            boxes, obj, probs = decode_detection(o, layer.side, layer.n, layer.classes, layer.coords,
-                                                 layer.sqrt, thresh)
-        else:
+        boxes_of = BOXES.get(type(layer))
+        if boxes_of is None:
             raise ValueError(f"layer {index} ({net.describe(index)}) is not a detection head")
+        boxes, obj, probs = boxes_of(layer, o, net_w, net_h, im_w, im_h, thresh, letter)
         parts.append((boxes, obj, probs))
     if not parts:
         raise ValueError(f"{net.cfg_file} has no [yolo], [region] or [detection] layer")
@@ -118,7 +133,8 @@ def detections_from_outputs(net, outputs, image_sizes, thresh=0.25, nms=0.45, le
     otherwise)."""
     letter = uses_letterbox(net, letterbox)
     last = net.layers[-1]
-    kind, beta = getattr(last, "nms_kind", "default"), getattr(last, "beta_nms", 0.6)
+    settings = last.settings if type(last) in BOXES else HeadSettings()  # Darknet: l.nms_kind of any layer
+    kind, beta = settings.nms_kind, settings.beta_nms
     return [replace(nms_sort(network_boxes(net, outputs, b, w, h, thresh, letter), nms, kind, beta),
                     image_size=(int(w), int(h)), thresh=float(thresh))
             for b, (w, h) in enumerate(image_sizes)]

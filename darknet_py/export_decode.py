@@ -86,7 +86,7 @@ class DecodedDetector(nn.Module):
         col, row = cell.remainder(w), torch.div(cell, w, rounding_mode="floor")
         anchors = torch.tensor([head.anchors[m] for m in head.mask], dtype=out.dtype).repeat(h * w, 1)
         x, y = (col + o[..., 0]) / w, (row + o[..., 1]) / h
-        if head.new_coords:
+        if head.settings.new_coords:
             bw, bh = o[..., 2] * o[..., 2] * 4 * anchors[:, 0] / net_w, o[..., 3] * o[..., 3] * 4 * anchors[:, 1] / net_h
         else:
             bw, bh = torch.exp(o[..., 2]) * anchors[:, 0] / net_w, torch.exp(o[..., 3]) * anchors[:, 1] / net_h

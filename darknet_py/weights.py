@@ -101,46 +101,70 @@ def allow_bad_values() -> bool:
     return os.environ.get("DARKNET_PY_ALLOW_BAD_WEIGHTS", "") not in ("", "0")
 
 
-def check_values(net, items, path, header_size=None) -> None:
+def check_values(net, items, path, header_size=None, whole=None) -> None:
     """Refuse (or, with DARKNET_PY_ALLOW_BAD_WEIGHTS=1, warn about) the first blob holding NaN,
     an infinity, a magnitude above ABSURD or a negative rolling variance, before any of it is
     copied into ``net``. ``items``: (layer index, blob name, values) in file order; with
-    ``header_size`` they are a .weights file's, in its layout, and the byte offset is named."""
+    ``header_size`` they are a .weights file's, in its layout, and the byte offset is named.
+    ``whole``: all of the file's floats, checked in one pass first (then only the variances
+    need a look of their own)."""
+    items = list(items)
+    if whole is not None and _in_range(whole):
+        items = [item for item in items if item[1] == "rolling_variance"] if header_size is None else \
+            [(i, name, values, at) for i, name, values, at in _with_offsets(items, header_size)
+             if name == "rolling_variance"]
+    elif header_size is not None:
+        items = list(_with_offsets(items, header_size))
+    for item in items:
+        i, name, values = item[:3]
+        problem = bad_value(name, values)
+        if problem is None:
+            continue
+        index, text = problem
+        where = f" (byte offset {item[3] + 4 * index})" if header_size is not None else ""
+        layer = f"layer {i} ({net.describe(i)})" if isinstance(i, int) else f"'{i}'"
+        message = (f"{layer}, blob '{name}', value {index} of {values.numel()}{where} "
+                   f"is {text}; no trained network holds it (Darknet would compute NaN or find nothing). "
+                   f"DARKNET_PY_ALLOW_BAD_WEIGHTS=1 loads it anyway")
+        if not allow_bad_values():
+            raise WeightsError(message, file=path)
+        log.warning("%s: %s", path, message.split("; no trained")[0])
+        return
+
+
+def _with_offsets(items, header_size):
     offset = header_size
     for i, name, values in items:
-        problem = bad_value(name, values)
-        if problem is not None:
-            index, text = problem
-            where = f" (byte offset {offset + 4 * index})" if offset is not None else ""
-            layer = f"layer {i} ({net.describe(i)})" if isinstance(i, int) else f"'{i}'"
-            message = (f"{layer}, blob '{name}', value {index} of {values.numel()}{where} "
-                       f"is {text}; no trained network holds it (Darknet would compute NaN or find nothing). "
-                       f"DARKNET_PY_ALLOW_BAD_WEIGHTS=1 loads it anyway")
-            if not allow_bad_values():
-                raise WeightsError(message, file=path)
-            log.warning("%s: %s", path, message.split("; no trained")[0])
-            return
-        if offset is not None:
-            offset += 4 * values.numel()
+        yield i, name, values, offset
+        offset += 4 * values.numel()
+
+
+def _in_range(values: np.ndarray) -> bool:
+    """Every value finite and within +-ABSURD (numpy's min and max carry NaN through)."""
+    if values.size == 0:
+        return True
+    lo, hi = float(values.min()), float(values.max())
+    return math.isfinite(lo) and math.isfinite(hi) and -ABSURD <= lo and hi <= ABSURD
 
 
 def bad_value(name, values):
     """(flat index, description) of the first value of blob ``name`` that no trained network
-    holds, or None (one min/max pass when all is well)."""
+    holds, or None (one min/max pass when all is well; numpy's, which needs no thread wake-ups
+    for the many small blobs)."""
     if values.numel() == 0:
         return None
-    flat = values.detach().reshape(-1).float()
-    lo, hi = (v.item() for v in torch.aminmax(flat))
+    flat = values.detach().reshape(-1).float().cpu().numpy()
     variance = name == "rolling_variance"
-    if math.isfinite(lo) and math.isfinite(hi) and -ABSURD <= lo and hi <= ABSURD and not (variance and lo < 0):
+    if _in_range(flat) and not (variance and float(flat.min()) < 0):
         return None
-    for test, text in ((torch.isnan, "NaN"), (torch.isinf, "infinite"),
-                       (lambda v: v.abs() > ABSURD, f"beyond +-{ABSURD:g}"),
-                       (lambda v: v < 0 if variance else torch.zeros_like(v, dtype=torch.bool), "negative")):
-        hits = torch.nonzero(test(flat))
+    for test, text in ((np.isnan, "NaN"), (np.isinf, "infinite"),
+                       (lambda v: np.abs(v) > ABSURD, f"beyond +-{ABSURD:g}"),
+                       (lambda v: v < 0 if variance else np.zeros(v.shape, bool), "negative")):
+        with np.errstate(invalid="ignore"):
+            hits = np.flatnonzero(test(flat))
         if len(hits):
             index = int(hits[0])
-            return index, text if text == "NaN" else f"{text} ({flat[index].item():g})"
+            return index, text if text == "NaN" else f"{text} ({float(flat[index]):g})"
     return None
 
 
@@ -188,7 +212,7 @@ def read_weights(net, path, cutoff=None):
             n = blob.tensor.numel()
             views.append((i, blob, torch.from_numpy(floats[offset:offset + n]).view(_file_layout(blob, header.transpose))))
             offset += n
-    check_values(net, ((i, blob.name, data) for i, blob, data in views), path, header.size)
+    check_values(net, ((i, blob.name, data) for i, blob, data in views), path, header.size, floats)
     with torch.no_grad():
         for _, blob, data in views:
             if blob.transposable and header.transpose:

@@ -17,6 +17,8 @@ from darknet_py.cfg import parse_cfg_text
 from darknet_py.errors import CfgError
 from darknet_py.model import plan_network
 
+from reference.blas import darknet_reorg_cpu
+
 F32 = np.float32
 FLT_MAX = F32(np.finfo(np.float32).max)
 
@@ -332,24 +334,6 @@ def test_convolutional_dilation_and_strides():
 
 # --- [reorg3d]: forward_reorg_layer -> reorg_cpu(input, out_w, out_h, out_c, ...) --------------
 
-def darknet_reorg_cpu(x, w, h, c, batch, stride, forward):
-    out = np.zeros(x.size, F32)
-    in_c = c // (stride * stride)
-    for b in range(batch):
-        for k in range(c):
-            for j in range(h):
-                for i in range(w):
-                    in_index = i + w * (j + h * (k + c * b))
-                    c2, offset = k % in_c, k // in_c
-                    w2, h2 = i * stride + offset % stride, j * stride + offset // stride
-                    out_index = w2 + w * stride * (h2 + h * stride * (c2 + in_c * b))
-                    if forward:
-                        out[out_index] = x[in_index]
-                    else:
-                        out[in_index] = x[out_index]
-    return out
-
-
 @pytest.mark.parametrize("reverse,c,h,w", [(0, 3, 4, 6), (0, 2, 2, 2), (1, 16, 2, 3)])
 def test_reorg3d(reverse, c, h, w):
     spec = plan(f"[reorg3d]\nstride=2\nreverse={reverse}\n", w, h, c)[-1]
@@ -435,6 +419,38 @@ def test_batch_norm_formula_follows_fork(fork, formula):
         got = module(torch.from_numpy(x)).numpy()
     m, v = (a.numpy().reshape(1, 3, 1, 1) for a in (module.rolling_mean, module.rolling_variance))
     np.testing.assert_allclose(got, formula(x, m, v), rtol=1e-6)
+
+
+def test_alexeyab_batch_norm_trains_as_cudnn():
+    """fork=alexeyab trains batch norm as cuDNN does in AlexeyAB's GPU builds: the biased batch
+    variance under sqrt(var + 1e-5), the exact gradient, running statistics .99/.01 with the
+    unbiased variance: PyTorch's own F.batch_norm (momentum .01, eps 1e-5) in every number."""
+    spec = plan("[convolutional]\nfilters=3\nbatch_normalize=1\nactivation=linear\n", 2, 2, 3,
+                "fork=alexeyab\n")[-1]
+    module = spec.make().train()
+    torch.manual_seed(0)
+    with torch.no_grad():
+        module.weights.copy_(torch.eye(3).view(3, 3, 1, 1))
+        module.biases.uniform_(-1, 1)
+        module.scales.uniform_(0.5, 1.5)
+        module.rolling_mean.uniform_(-1, 1)
+        module.rolling_variance.uniform_(0.5, 2)
+    running = module.rolling_mean.clone(), module.rolling_variance.clone()
+    x = torch.from_numpy(randn(7, 5, 3, 2, 2))
+    x[:, 0] *= 1e-3  # small variance: where eps and the variance's divisor matter
+    xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+    grad = torch.randn(5, 3, 2, 2)
+    out = module(xa)
+    out.backward(grad)
+    scales, biases = module.scales.detach().clone().requires_grad_(), module.biases.detach().clone().requires_grad_()
+    want = torch.nn.functional.batch_norm(xb, *running, scales, biases, True, 0.01, 1e-5)
+    want.backward(grad)
+    torch.testing.assert_close(out, want, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(module.rolling_mean, running[0], rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(module.rolling_variance, running[1], rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(xa.grad, xb.grad, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(module.scales.grad, scales.grad, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(module.biases.grad, biases.grad, rtol=1e-5, atol=1e-5)
 
 
 def test_unknown_fork_refused():

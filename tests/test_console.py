@@ -18,19 +18,20 @@ from darknet_py.train.interrupt import Interrupted, StopOnSignal
 def test_average_loss_is_darknets_float_recurrence():
     avg = AverageLoss()
     losses = [5.0, 4.0, float("nan"), 3.5, 2.0]
-    c = np.float32(-1)
+    c = -1.0  # float avg_loss = -1 before the first update; C evaluates avg_loss*.9 + loss*.1 in double
     expected = []
     for loss in losses:
         if not np.isfinite(loss):
             expected.append(expected[-1])
             continue
-        if c < 0:  # avg_loss = -1 before the first update, then "if (avg_loss < 0) avg_loss = loss"
-            c = np.float32(loss)
-        c = np.float32(c * np.float32(.9) + np.float32(loss) * np.float32(.1))
-        expected.append(float(c))
+        if c < 0:  # "if (avg_loss < 0 || avg_loss != avg_loss) avg_loss = loss;"
+            c = loss
+        c = float(np.float32(c * .9 + loss * .1))
+        expected.append(c)
     assert [avg.update(v) for v in losses] == expected
+    assert expected[0] == 5.0  # starts at the first loss
     resumed = AverageLoss(expected[-1])  # from the sidecar: continues, no restart at the next loss
-    assert resumed.update(1.0) == float(np.float32(np.float32(expected[-1]) * np.float32(.9) + np.float32(.1)))
+    assert resumed.update(1.0) == float(np.float32(expected[-1] * .9 + 1.0 * .1))
 
 
 def test_iteration_line_is_alexeyabs_printf():
@@ -150,3 +151,14 @@ def test_tensorboard_events_hold_the_scalars_and_the_image(tmp_path):
     import cv2
     decoded = cv2.imdecode(np.frombuffer(image.encoded_image_string, np.uint8), cv2.IMREAD_COLOR)
     assert tuple(decoded[5, 5]) == (255, 0, 0)  # BGR blue stays blue
+
+
+def test_map_schedule_is_alexeyabs():
+    from darknet_py.train.map_schedule import MapSchedule, spacing
+    assert spacing(2000, 32) == 250 and spacing(160, 32) == 100
+    s = MapSchedule(every=100, burn_in=1000, max_batches=2000, last=0)  # no check before burn_in
+    assert [i for i in range(1, 2001) if s.due(i)] == [1000, 1100, 1200, 1300, 1400, 1500, 1600, 1700, 1800, 1900,
+                                                        2000]
+    resumed = MapSchedule(every=100, burn_in=10, max_batches=420, last=250)  # counted from the resume
+    assert [i for i in range(251, 421) if resumed.due(i)] == [350, 420]
+    assert not any(MapSchedule(0, 0, 10, 0).due(i) for i in range(1, 11))

@@ -10,7 +10,6 @@ scale what is written on its behalf.
 from __future__ import annotations
 
 import math
-from functools import cmp_to_key
 
 import numpy as np
 import pytest
@@ -24,404 +23,11 @@ from darknet_py.layers.heads import Yolo
 from darknet_py.train.deltas import head_delta
 from darknet_py.train.deltas.boxes import dx_box_iou as dx_box_iou_t
 
+from reference.box import box_diou, box_diounms, dx_box_iou
+from reference.box import box_iou_alexeyab as box_iou  # AlexeyAB's: 0 where intersection or union is
+from reference.yolo_layer_alexeyab import c_forward_yolo, c_gaussian_output, c_network_boxes, c_nms, c_yolo_output
+
 F32 = np.float32
-
-
-# -- box.c (AlexeyAB) -------------------------------------------------------------------------
-def overlap(x1, w1, x2, w2):
-    l1, l2 = x1 - w1 / 2, x2 - w2 / 2
-    left = l1 if l1 > l2 else l2
-    r1, r2 = x1 + w1 / 2, x2 + w2 / 2
-    right = r1 if r1 < r2 else r2
-    return right - left
-
-
-def box_intersection(a, b):
-    w = overlap(a[0], a[2], b[0], b[2])
-    h = overlap(a[1], a[3], b[1], b[3])
-    if w < 0 or h < 0:
-        return 0
-    return w * h
-
-
-def box_union(a, b):
-    return a[2] * a[3] + b[2] * b[3] - box_intersection(a, b)
-
-
-def box_iou(a, b):
-    i, u = box_intersection(a, b), box_union(a, b)
-    if i == 0 or u == 0:
-        return 0
-    return i / u
-
-
-def box_c(a, b):
-    top = min(a[1] - a[3] / 2, b[1] - b[3] / 2)
-    bot = max(a[1] + a[3] / 2, b[1] + b[3] / 2)
-    left = min(a[0] - a[2] / 2, b[0] - b[2] / 2)
-    right = max(a[0] + a[2] / 2, b[0] + b[2] / 2)
-    return top, bot, left, right
-
-
-def box_giou(a, b):
-    top, bot, left, right = box_c(a, b)
-    c = (right - left) * (bot - top)
-    iou = box_iou(a, b)
-    if c == 0:
-        return iou
-    return iou - (c - box_union(a, b)) / c
-
-
-def box_diounms(a, b, beta1):
-    top, bot, left, right = box_c(a, b)
-    w, h = right - left, bot - top
-    c = w * w + h * h
-    iou = box_iou(a, b)
-    if c == 0:
-        return iou
-    d = (a[0] - b[0]) * (a[0] - b[0]) + (a[1] - b[1]) * (a[1] - b[1])
-    return iou - (d / c) ** beta1
-
-
-def box_diou(a, b):
-    return box_diounms(a, b, 0.6)
-
-
-def box_ciou(a, b):
-    top, bot, left, right = box_c(a, b)
-    w, h = right - left, bot - top
-    c = w * w + h * h
-    iou = box_iou(a, b)
-    if c == 0:
-        return iou
-    u = (a[0] - b[0]) * (a[0] - b[0]) + (a[1] - b[1]) * (a[1] - b[1])
-    d = u / c
-    ar_gt, ar_pred = b[2] / b[3], a[2] / a[3]
-    ar_loss = 4 / (math.pi * math.pi) * (math.atan(ar_gt) - math.atan(ar_pred)) ** 2
-    alpha = ar_loss / (1 - iou + ar_loss + 0.000001)
-    return iou - (d + alpha * ar_loss)
-
-
-def box_iou_kind(a, b, kind):
-    return {"iou": box_iou, "giou": box_giou, "diou": box_diou, "ciou": box_ciou}[kind](a, b)
-
-
-def dx_box_iou(pred, truth, iou_loss):
-    """box.c's dx_box_iou, returning (dt, db, dl, dr) = (dx, dy, dw, dh)."""
-    top, bot = pred[1] - pred[3] / 2, pred[1] + pred[3] / 2
-    left, right = pred[0] - pred[2] / 2, pred[0] + pred[2] / 2
-    pred_t, pred_b = min(top, bot), max(top, bot)
-    pred_l, pred_r = min(left, right), max(left, right)
-    t_top, t_bot = truth[1] - truth[3] / 2, truth[1] + truth[3] / 2
-    t_left, t_right = truth[0] - truth[2] / 2, truth[0] + truth[2] / 2
-    X = (pred_b - pred_t) * (pred_r - pred_l)
-    Xhat = (t_bot - t_top) * (t_right - t_left)
-    Ih = min(pred_b, t_bot) - max(pred_t, t_top)
-    Iw = min(pred_r, t_right) - max(pred_l, t_left)
-    I = Iw * Ih
-    U = X + Xhat - I
-    S = (pred[0] - truth[0]) ** 2 + (pred[1] - truth[1]) ** 2
-    giou_Cw = max(pred_r, t_right) - min(pred_l, t_left)
-    giou_Ch = max(pred_b, t_bot) - min(pred_t, t_top)
-    giou_C = giou_Cw * giou_Ch
-    dX_wrt_t, dX_wrt_b = -1 * (pred_r - pred_l), pred_r - pred_l
-    dX_wrt_l, dX_wrt_r = -1 * (pred_b - pred_t), pred_b - pred_t
-    dI_wrt_t = -1 * Iw if pred_t > t_top else 0
-    dI_wrt_b = Iw if pred_b < t_bot else 0
-    dI_wrt_l = -1 * Ih if pred_l > t_left else 0
-    dI_wrt_r = Ih if pred_r < t_right else 0
-    dU_wrt_t, dU_wrt_b = dX_wrt_t - dI_wrt_t, dX_wrt_b - dI_wrt_b
-    dU_wrt_l, dU_wrt_r = dX_wrt_l - dI_wrt_l, dX_wrt_r - dI_wrt_r
-    dC_wrt_t = -1 * giou_Cw if pred_t < t_top else 0
-    dC_wrt_b = giou_Cw if pred_b > t_bot else 0
-    dC_wrt_l = -1 * giou_Ch if pred_l < t_left else 0
-    dC_wrt_r = giou_Ch if pred_r > t_right else 0
-    p_dt = p_db = p_dl = p_dr = 0
-    if U > 0:
-        p_dt = ((U * dI_wrt_t) - (I * dU_wrt_t)) / (U * U)
-        p_db = ((U * dI_wrt_b) - (I * dU_wrt_b)) / (U * U)
-        p_dl = ((U * dI_wrt_l) - (I * dU_wrt_l)) / (U * U)
-        p_dr = ((U * dI_wrt_r) - (I * dU_wrt_r)) / (U * U)
-    p_dt = p_dt if top < bot else p_db
-    p_db = p_db if top < bot else p_dt
-    p_dl = p_dl if left < right else p_dr
-    p_dr = p_dr if left < right else p_dl
-    if iou_loss == "giou":
-        if giou_C > 0:
-            p_dt += ((giou_C * dU_wrt_t) - (U * dC_wrt_t)) / (giou_C * giou_C)
-            p_db += ((giou_C * dU_wrt_b) - (U * dC_wrt_b)) / (giou_C * giou_C)
-            p_dl += ((giou_C * dU_wrt_l) - (U * dC_wrt_l)) / (giou_C * giou_C)
-            p_dr += ((giou_C * dU_wrt_r) - (U * dC_wrt_r)) / (giou_C * giou_C)
-        if Iw <= 0 or Ih <= 0:
-            p_dt = ((giou_C * dU_wrt_t) - (U * dC_wrt_t)) / (giou_C * giou_C)
-            p_db = ((giou_C * dU_wrt_b) - (U * dC_wrt_b)) / (giou_C * giou_C)
-            p_dl = ((giou_C * dU_wrt_l) - (U * dC_wrt_l)) / (giou_C * giou_C)
-            p_dr = ((giou_C * dU_wrt_r) - (U * dC_wrt_r)) / (giou_C * giou_C)
-    Ct = min(pred[1] - pred[3] / 2, truth[1] - truth[3] / 2)
-    Cb = max(pred[1] + pred[3] / 2, truth[1] + truth[3] / 2)
-    Cl = min(pred[0] - pred[2] / 2, truth[0] - truth[2] / 2)
-    Cr = max(pred[0] + pred[2] / 2, truth[0] + truth[2] / 2)
-    Cw, Ch = Cr - Cl, Cb - Ct
-    C = Cw * Cw + Ch * Ch
-    dCt_dx, dCt_dy, dCt_dw, dCt_dh = 0, (1 if pred_t < t_top else 0), 0, (-0.5 if pred_t < t_top else 0)
-    dCb_dx, dCb_dy, dCb_dw, dCb_dh = 0, (1 if pred_b > t_bot else 0), 0, (0.5 if pred_b > t_bot else 0)
-    dCl_dx, dCl_dy, dCl_dw, dCl_dh = (1 if pred_l < t_left else 0), 0, (-0.5 if pred_l < t_left else 0), 0
-    dCr_dx, dCr_dy, dCr_dw, dCr_dh = (1 if pred_r > t_right else 0), 0, (0.5 if pred_r > t_right else 0), 0
-    dCw_dx, dCw_dy, dCw_dw, dCw_dh = dCr_dx - dCl_dx, dCr_dy - dCl_dy, dCr_dw - dCl_dw, dCr_dh - dCl_dh
-    dCh_dx, dCh_dy, dCh_dw, dCh_dh = dCb_dx - dCt_dx, dCb_dy - dCt_dy, dCb_dw - dCt_dw, dCb_dh - dCt_dh
-    p_dx, p_dy = p_dl + p_dr, p_dt + p_db
-    p_dw, p_dh = p_dr - p_dl, p_db - p_dt
-    tx, ty, px, py = truth[0], truth[1], pred[0], pred[1]
-    if iou_loss == "diou":
-        if C > 0:
-            p_dx += (2 * (tx - px) * C - (2 * Cw * dCw_dx + 2 * Ch * dCh_dx) * S) / (C * C)
-            p_dy += (2 * (ty - py) * C - (2 * Cw * dCw_dy + 2 * Ch * dCh_dy) * S) / (C * C)
-            p_dw += (2 * Cw * dCw_dw + 2 * Ch * dCh_dw) * S / (C * C)
-            p_dh += (2 * Cw * dCw_dh + 2 * Ch * dCh_dh) * S / (C * C)
-        if Iw <= 0 or Ih <= 0:
-            p_dx = (2 * (tx - px) * C - (2 * Cw * dCw_dx + 2 * Ch * dCh_dx) * S) / (C * C)
-            p_dy = (2 * (ty - py) * C - (2 * Cw * dCw_dy + 2 * Ch * dCh_dy) * S) / (C * C)
-            p_dw = (2 * Cw * dCw_dw + 2 * Ch * dCh_dw) * S / (C * C)
-            p_dh = (2 * Cw * dCw_dh + 2 * Ch * dCh_dh) * S / (C * C)
-    if iou_loss == "ciou":
-        ar_gt, ar_pred = truth[2] / truth[3], pred[2] / pred[3]
-        ar_loss = 4 / (math.pi * math.pi) * (math.atan(ar_gt) - math.atan(ar_pred)) ** 2
-        alpha = ar_loss / (1 - I / U + ar_loss + 0.000001)
-        ar_dw = 8 / (math.pi * math.pi) * (math.atan(ar_gt) - math.atan(ar_pred)) * pred[3]
-        ar_dh = -8 / (math.pi * math.pi) * (math.atan(ar_gt) - math.atan(ar_pred)) * pred[2]
-        if C > 0:
-            p_dx += (2 * (tx - px) * C - (2 * Cw * dCw_dx + 2 * Ch * dCh_dx) * S) / (C * C)
-            p_dy += (2 * (ty - py) * C - (2 * Cw * dCw_dy + 2 * Ch * dCh_dy) * S) / (C * C)
-            p_dw += (2 * Cw * dCw_dw + 2 * Ch * dCh_dw) * S / (C * C) + alpha * ar_dw
-            p_dh += (2 * Cw * dCw_dh + 2 * Ch * dCh_dh) * S / (C * C) + alpha * ar_dh
-        if Iw <= 0 or Ih <= 0:
-            p_dx = (2 * (tx - px) * C - (2 * Cw * dCw_dx + 2 * Ch * dCh_dx) * S) / (C * C)
-            p_dy = (2 * (ty - py) * C - (2 * Cw * dCw_dy + 2 * Ch * dCh_dy) * S) / (C * C)
-            p_dw = (2 * Cw * dCw_dw + 2 * Ch * dCh_dw) * S / (C * C) + alpha * ar_dw
-            p_dh = (2 * Cw * dCw_dh + 2 * Ch * dCh_dh) * S / (C * C) + alpha * ar_dh
-    return p_dx, p_dy, p_dw, p_dh
-
-
-def logistic(v):
-    return 1.0 / (1.0 + math.exp(-v))
-
-
-# -- yolo_layer.c: forward_yolo_layer (CPU) + process_batch ------------------------------------
-def c_forward_yolo(x, truths, layer, net_w, net_h):
-    """Returns (l.delta, l.cost, counters) for raw x (batch, n, 5 + classes, h, w)."""
-    L = layer
-    batch, n, _, lh, lw = x.shape
-    classes, biases, mask, total = L.classes, [v for a in L.anchors for v in a], L.mask, len(L.anchors)
-    outputs = lh * lw * n * (classes + 4 + 1)
-    mult_table = L.classes_multipliers
-    seen = dict(ignored=0, not_matched=0, extra=0, accumulated=0, quirk=0, averaged=0, clipped=0)
-
-    def entry_index(b, location, entry):
-        nn, loc = location // (lw * lh), location % (lw * lh)
-        return b * outputs + nn * lw * lh * (4 + classes + 1) + entry * lw * lh + loc
-
-    output = x.reshape(-1).tolist()
-    for b in range(batch):
-        for nn in range(n):
-            bbox_index = entry_index(b, nn * lw * lh, 0)
-            if not L.new_coords:
-                for k in range(2 * lw * lh):
-                    output[bbox_index + k] = logistic(output[bbox_index + k])
-                obj_index = entry_index(b, nn * lw * lh, 4)
-                for k in range((1 + classes) * lw * lh):
-                    output[obj_index + k] = logistic(output[obj_index + k])
-            for k in range(2 * lw * lh):  # scal_add_cpu
-                output[bbox_index + k] = output[bbox_index + k] * L.scale_x_y + -0.5 * (L.scale_x_y - 1)
-    delta = [0.0] * (batch * outputs)
-    truth = truths.reshape(batch, -1).tolist()
-
-    def get_yolo_box(nb, index, i, j, stride):
-        if L.new_coords:
-            return ((i + output[index]) / lw, (j + output[index + stride]) / lh,
-                    output[index + 2 * stride] ** 2 * 4 * biases[2 * nb] / net_w,
-                    output[index + 3 * stride] ** 2 * 4 * biases[2 * nb + 1] / net_h)
-        return ((i + output[index]) / lw, (j + output[index + stride]) / lh,
-                math.exp(output[index + 2 * stride]) * biases[2 * nb] / net_w,
-                math.exp(output[index + 3 * stride]) * biases[2 * nb + 1] / net_h)
-
-    def delta_yolo_box(tr, nb, index, i, j, scale, stride, iou_normalizer):
-        if any(delta[index + k * stride] for k in range(4)):
-            seen["accumulated"] += 1
-        pred = get_yolo_box(nb, index, i, j, stride)
-        ious = dict(iou=box_iou(pred, tr), giou=box_giou(pred, tr))
-        pred = (pred[0], pred[1], pred[2] or 1.0, pred[3] or 1.0)
-        if L.iou_loss == "mse":
-            tx, ty = tr[0] * lw - i, tr[1] * lh - j
-            tw, th = math.log(tr[2] * net_w / biases[2 * nb]), math.log(tr[3] * net_h / biases[2 * nb + 1])
-            if L.new_coords:
-                tw = math.sqrt(tr[2] * net_w / (4 * biases[2 * nb]))
-                th = math.sqrt(tr[3] * net_h / (4 * biases[2 * nb + 1]))
-            for k, goal in enumerate((tx, ty, tw, th)):
-                delta[index + k * stride] += scale * (goal - output[index + k * stride]) * iou_normalizer
-        else:
-            dx, dy, dw, dh = dx_box_iou(pred, tr, L.iou_loss)
-            if not L.new_coords:
-                dw *= math.exp(output[index + 2 * stride])
-                dh *= math.exp(output[index + 3 * stride])
-            d = [v * iou_normalizer for v in (dx, dy, dw, dh)]
-            d = [0.0 if not math.isfinite(v) else v for v in d]
-            if math.isfinite(L.max_delta):
-                seen["clipped"] += sum(abs(v) > L.max_delta for v in d)
-                d = [max(-L.max_delta, min(L.max_delta, v)) for v in d]
-            for k in range(4):
-                delta[index + k * stride] += d[k]
-        return ious
-
-    def delta_yolo_class(index, class_id, stride, avg_cat):
-        eps = L.label_smooth_eps
-        if delta[index + stride * class_id]:
-            seen["quirk"] += 1
-            y_true = 1 * (1 - eps) + 0.5 * eps if eps else 1
-            delta[index + stride * class_id] = y_true - output[index + stride * class_id]
-            if mult_table:
-                delta[index + stride * class_id] *= mult_table[class_id]
-            if avg_cat is not None:
-                avg_cat[0] += output[index + stride * class_id]
-            return
-        if L.focal_loss:
-            pt = output[index + stride * class_id] + 1e-15
-            grad = -(1 - pt) * (2 * pt * math.log(pt) + pt - 1)
-            for k in range(classes):
-                delta[index + stride * k] = ((1 if k == class_id else 0) - output[index + stride * k])
-                delta[index + stride * k] *= 0.5 * grad
-                if k == class_id and avg_cat is not None:
-                    avg_cat[0] += output[index + stride * k]
-        else:
-            for k in range(classes):
-                y_true = 1 if k == class_id else 0
-                if eps:
-                    y_true = y_true * (1 - eps) + 0.5 * eps
-                delta[index + stride * k] = y_true - output[index + stride * k]
-                if mult_table and k == class_id:
-                    delta[index + stride * class_id] *= mult_table[class_id] * L.cls_normalizer
-                if k == class_id and avg_cat is not None:
-                    avg_cat[0] += output[index + stride * k]
-
-    tot_iou = tot_iou_loss = tot_giou_loss = 0.0
-    count = 0
-    avg_cat = [0.0]
-    for b in range(batch):
-        for j in range(lh):
-            for i in range(lw):
-                for nn in range(n):
-                    class_index = entry_index(b, nn * lw * lh + j * lw + i, 5)
-                    obj_index = entry_index(b, nn * lw * lh + j * lw + i, 4)
-                    box_index = entry_index(b, nn * lw * lh + j * lw + i, 0)
-                    stride = lw * lh
-                    pred = get_yolo_box(mask[nn], box_index, i, j, stride)
-                    best_match_iou, best_iou, best_t = 0, 0, 0
-                    for t in range(L.max_boxes):
-                        tr = truth[b][t * 6:t * 6 + 4]
-                        if not tr[0]:
-                            break
-                        class_id_match = any(output[class_index + stride * k] > 0.25 for k in range(classes))
-                        iou = box_iou(pred, tr)
-                        if iou > best_match_iou and class_id_match:
-                            best_match_iou = iou
-                        if iou > best_iou:
-                            best_iou, best_t = iou, t
-                    delta[obj_index] = L.obj_normalizer * (0 - output[obj_index])
-                    seen["not_matched"] += best_iou > L.ignore_thresh >= best_match_iou
-                    if best_match_iou > L.ignore_thresh:
-                        seen["ignored"] += 1
-                        if L.objectness_smooth:
-                            delta_obj = L.obj_normalizer * (best_match_iou - output[obj_index])
-                            if delta_obj > delta[obj_index]:
-                                delta[obj_index] = delta_obj
-                        else:
-                            delta[obj_index] = 0
-                    if best_iou > L.truth_thresh:
-                        iou_multiplier = best_iou * best_iou
-                        if L.objectness_smooth:
-                            delta[obj_index] = L.obj_normalizer * (iou_multiplier - output[obj_index])
-                        else:
-                            delta[obj_index] = L.obj_normalizer * (1 - output[obj_index])
-                        class_id = int(truth[b][best_t * 6 + 4])
-                        delta_yolo_class(class_index, class_id, stride, None)
-                        class_multiplier = mult_table[class_id] if mult_table else 1.0
-                        if L.objectness_smooth:
-                            delta[class_index + stride * class_id] = class_multiplier * (
-                                iou_multiplier - output[class_index + stride * class_id])
-                        tr = truth[b][best_t * 6:best_t * 6 + 4]
-                        delta_yolo_box(tr, mask[nn], box_index, i, j, 2 - tr[2] * tr[3], stride,
-                                       L.iou_normalizer * class_multiplier)
-
-        def train(tr, t, nb, mask_n, i, j):
-            nonlocal tot_iou, tot_iou_loss, tot_giou_loss, count
-            class_id = int(truth[b][t * 6 + 4])
-            box_index = entry_index(b, mask_n * lw * lh + j * lw + i, 0)
-            class_multiplier = mult_table[class_id] if mult_table else 1.0
-            ious = delta_yolo_box(tr, nb, box_index, i, j, 2 - tr[2] * tr[3], lw * lh,
-                                  L.iou_normalizer * class_multiplier)
-            tot_iou += ious["iou"]
-            tot_iou_loss += 1 - ious["iou"]
-            tot_giou_loss += 1 - ious["giou"]
-            obj_index = entry_index(b, mask_n * lw * lh + j * lw + i, 4)
-            if L.objectness_smooth:
-                delta_obj = class_multiplier * L.obj_normalizer * (1 - output[obj_index])
-                if delta[obj_index] == 0:
-                    delta[obj_index] = delta_obj
-            else:
-                delta[obj_index] = class_multiplier * L.obj_normalizer * (1 - output[obj_index])
-            class_index = entry_index(b, mask_n * lw * lh + j * lw + i, 5)
-            delta_yolo_class(class_index, class_id, lw * lh, avg_cat)
-            count += 1
-
-        for t in range(L.max_boxes):
-            tr = truth[b][t * 6:t * 6 + 4]
-            if not tr[0]:
-                break
-            best_iou, best_n = 0, 0
-            i, j = int(tr[0] * lw), int(tr[1] * lh)
-            truth_shift = (0, 0, tr[2], tr[3])
-            for nn in range(total):
-                iou = box_iou((0, 0, biases[2 * nn] / net_w, biases[2 * nn + 1] / net_h), truth_shift)
-                if iou > best_iou:
-                    best_iou, best_n = iou, nn
-            mask_n = mask.index(best_n) if best_n in mask else -1
-            if mask_n >= 0:
-                train(tr, t, best_n, mask_n, i, j)
-            for nn in range(total):
-                mask_n = mask.index(nn) if nn in mask else -1
-                if mask_n >= 0 and nn != best_n and L.iou_thresh < 1.0:
-                    pred = (0, 0, biases[2 * nn] / net_w, biases[2 * nn + 1] / net_h)
-                    if box_iou_kind(pred, truth_shift, L.iou_thresh_kind) > L.iou_thresh:
-                        seen["extra"] += 1
-                        train(tr, t, nn, mask_n, i, j)
-        if L.iou_thresh < 1.0:
-            for j in range(lh):
-                for i in range(lw):
-                    for nn in range(n):
-                        obj_index = entry_index(b, nn * lw * lh + j * lw + i, 4)
-                        box_index = entry_index(b, nn * lw * lh + j * lw + i, 0)
-                        class_index = entry_index(b, nn * lw * lh + j * lw + i, 5)
-                        if delta[obj_index] != 0:
-                            k = sum(delta[class_index + lw * lh * c] > 0 for c in range(classes))
-                            if k > 0:
-                                seen["averaged"] += k > 1
-                                for e in range(4):
-                                    delta[box_index + e * lw * lh] /= k
-    counted = count or 1
-    loss = sum(d * d for d in delta)
-    if L.iou_loss == "mse":
-        cost = loss
-    else:
-        no_box = list(delta)
-        for b in range(batch):
-            for nn in range(n):
-                for e in range(4):
-                    index = entry_index(b, nn * lw * lh, e)
-                    no_box[index:index + lw * lh] = [0.0] * (lw * lh)
-        classification = L.obj_normalizer * sum(d * d for d in no_box)
-        tot = tot_giou_loss if L.iou_loss == "giou" else tot_iou_loss
-        cost = L.iou_normalizer * (tot / counted) + classification
-    return torch.tensor(delta, dtype=torch.float64).view(x.shape), cost, dict(seen, count=count,
-                                                                           avg_iou=tot_iou / counted)
 
 
 # -- cases ----------------------------------------------------------------------------------------
@@ -493,11 +99,11 @@ def test_yolo_deltas_match_alexeyab_c(case, tmp_path):
     c = LOSS_CASES[case]
     net = yolo_cfg(tmp_path, mask="1,2,3", extra=c["extra"])
     layer = net.layers[-1]
-    assert layer.alexeyab
+    assert layer.settings.alexeyab
     gen = torch.Generator().manual_seed(case)
     lw, lh, net_wh = 6, 5, 96
     x = 1.2 * torch.randn(2, 3, 8, lh, lw, generator=gen)
-    if layer.new_coords:  # the conv before applies the logistic
+    if layer.settings.new_coords:  # the conv before applies the logistic
         x = torch.sigmoid(x)
     x[:, :, 5:, :, ::2] += 1.5  # some cells have a class output above .25, others not:
     x[:, :, 5:, :, 1::2] -= 3.0  # ignore_thresh applies only to the first
@@ -577,35 +183,12 @@ def test_hand_built_case_anchors_ignored_and_extra(tmp_path):
 
 
 # -- inference ------------------------------------------------------------------------------------
-def c_yolo_output(x, layer):
-    """forward_yolo_layer's activation (CPU) in float32."""
-    out = x.numpy().astype(F32).copy()
-    if not layer.new_coords:
-        out[:, :, :2] = F32(1) / (F32(1) + np.exp(-out[:, :, :2]))
-        out[:, :, 4:] = F32(1) / (F32(1) + np.exp(-out[:, :, 4:]))
-    alpha = F32(layer.scale_x_y)
-    out[:, :, :2] = out[:, :, :2] * alpha + F32(-0.5 * (float(alpha) - 1))
-    return out
-
-
 @pytest.mark.parametrize("extra", ["scale_x_y=1.05", "scale_x_y=2.0\nnew_coords=1", "scale_x_y=1.2"])
 def test_yolo_forward_matches_c(extra, tmp_path):
     layer = yolo_cfg(tmp_path, extra=extra).layers[-1].eval()
     x = torch.randn(2, 3 * 8, 4, 5, generator=torch.Generator().manual_seed(1)) * 3
     got = layer(x).numpy()
     np.testing.assert_allclose(got, c_yolo_output(x.view(2, 3, 8, 4, 5), layer), rtol=1e-6, atol=1e-7)
-
-
-def c_gaussian_output(x, scale_x_y):
-    out = x.numpy().astype(F32).copy()
-    sig = lambda v: F32(1) / (F32(1) + np.exp(-v))  # noqa: E731
-    alpha = F32(scale_x_y)
-    for e in (0, 1, 2, 3, 5, 7):
-        out[:, :, e] = sig(out[:, :, e])
-    out[:, :, 8:] = sig(out[:, :, 8:])
-    for e in (0, 2):
-        out[:, :, e] = out[:, :, e] * alpha + F32(-0.5 * (float(alpha) - 1))
-    return out
 
 
 def test_gaussian_yolo_forward_matches_c(tmp_path):
@@ -615,99 +198,6 @@ def test_gaussian_yolo_forward_matches_c(tmp_path):
     x = torch.randn(1, 3 * 12, 3, 4, generator=torch.Generator().manual_seed(2)) * 3
     np.testing.assert_allclose(layer(x).numpy(), c_gaussian_output(x.view(1, 3, 12, 3, 4), 1.1),
                                rtol=1e-6, atol=1e-7)
-
-
-def c_network_boxes(layer, out, im_w, im_h, net_w, net_h, thresh, gaussian=False):
-    """get_yolo_detections / get_gaussian_yolo_detections for one head, then correct_*_boxes
-    (letter=1, relative=1); ``out`` is l.output of one image, flat."""
-    _, entries, lh, lw = out.shape
-    out = out.reshape(-1).astype(F32)
-    classes, biases = layer.classes, [F32(v) for a in layer.anchors for v in a]
-    obj_entry, cls_entry = (8, 9) if gaussian else (4, 5)
-
-    def entry_index(location, entry):
-        nn, loc = location // (lw * lh), location % (lw * lh)
-        return nn * lw * lh * entries + entry * lw * lh + loc
-
-    dets = []
-    for i in range(lw * lh):
-        row, col = i // lw, i % lw
-        for nn in range(layer.n):
-            objectness = out[entry_index(nn * lw * lh + i, obj_entry)]
-            if not objectness > F32(thresh):
-                continue
-            box_index = entry_index(nn * lw * lh + i, 0)
-            s, m = lw * lh, layer.mask[nn]
-            if gaussian:
-                bw = F32(math.exp(out[box_index + 4 * s]) * biases[2 * m] / net_w)
-                bh = F32(math.exp(out[box_index + 6 * s]) * biases[2 * m + 1] / net_h)
-                bx = (F32(col) + out[box_index]) / F32(lw)
-                by = (F32(row) + out[box_index + 2 * s]) / F32(lh)
-                if layer.yolo_point == "left_top":
-                    bx, by = bx + bw / F32(2), by + bh / F32(2)
-                uc = [out[box_index + e * s] for e in (1, 3, 5, 7)]
-                uc_aver = F32((((uc[0] + uc[1]) + uc[2]) + uc[3]) / 4.0)
-                probs = [F32(float(objectness * out[entry_index(nn * lw * lh + i, 9 + j)]) * (1.0 - uc_aver))
-                         for j in range(classes)]
-            else:
-                bx = (F32(col) + out[box_index]) / F32(lw)
-                by = (F32(row) + out[box_index + s]) / F32(lh)
-                if layer.new_coords:
-                    bw = out[box_index + 2 * s] * out[box_index + 2 * s] * F32(4) * biases[2 * m] / F32(net_w)
-                    bh = out[box_index + 3 * s] * out[box_index + 3 * s] * F32(4) * biases[2 * m + 1] / F32(net_h)
-                else:
-                    bw = F32(math.exp(out[box_index + 2 * s]) * biases[2 * m] / net_w)
-                    bh = F32(math.exp(out[box_index + 3 * s]) * biases[2 * m + 1] / net_h)
-                probs = [objectness * out[entry_index(nn * lw * lh + i, cls_entry + j)] for j in range(classes)]
-            dets.append([[bx, by, bw, bh], objectness, [p if p > F32(thresh) else F32(0) for p in probs]])
-    if net_w / im_w < net_h / im_h:
-        new_w, new_h = net_w, (im_h * net_w) // im_w
-    else:
-        new_h, new_w = net_h, (im_w * net_h) // im_h
-    ratiow, ratioh = F32(new_w) / F32(net_w), F32(new_h) / F32(net_h)
-    for d in dets:
-        bx, by, bw, bh = d[0]
-        bx = F32((float(bx) - (net_w - new_w) / 2. / net_w) / float(ratiow))
-        by = F32((float(by) - (net_h - new_h) / 2. / net_h) / float(ratioh))
-        if gaussian:  # correct_gaussian_yolo_boxes keeps pjreddie's size formula
-            bw, bh = bw * (F32(net_w) / F32(new_w)), bh * (F32(net_h) / F32(new_h))
-        else:
-            bw, bh = bw * (F32(1) / ratiow), bh * (F32(1) / ratioh)
-        d[0] = [bx, by, bw, bh]
-    return dets
-
-
-def c_nms(dets, classes, thresh, nms_kind, beta1):
-    """do_nms_sort (default) or diounms_sort; qsort is glibc's stable merge sort here."""
-    k = len(dets) - 1
-    i = 0
-    while i <= k:
-        if dets[i][1] == 0:
-            dets[i], dets[k] = dets[k], dets[i]
-            k -= 1
-            i -= 1
-        i += 1
-    total = k + 1
-    for cls in range(classes):
-        def cmp(a, b):
-            diff = a[2][cls] - b[2][cls]
-            return 1 if diff < 0 else (-1 if diff > 0 else 0)
-        dets[:total] = sorted(dets[:total], key=cmp_to_key(cmp))
-        for i in range(total):
-            if dets[i][2][cls] == 0:
-                continue
-            a = [float(v) for v in dets[i][0]]
-            for j in range(i + 1, total):
-                b = [float(v) for v in dets[j][0]]
-                if nms_kind == "default":
-                    hit = box_iou(a, b) > thresh
-                elif nms_kind == "greedynms":
-                    hit = box_diou(a, b) > thresh
-                else:
-                    hit = box_diounms(a, b, float(F32(beta1))) > thresh
-                if hit:
-                    dets[j][2][cls] = F32(0)
-    return dets
 
 
 @pytest.mark.parametrize("extra,kind", [
@@ -726,7 +216,7 @@ def test_detections_match_alexeyab_get_network_boxes_and_nms(extra, kind, tmp_pa
     gen = torch.Generator().manual_seed(hash(extra) % 1000)
     out = torch.rand(1, 3, entries + 3, 6, 6, generator=gen)
     out[:, :, 0:2] = out[:, :, 0:2] * 1.1 - 0.05
-    if not gaussian and not layer.new_coords:
+    if not gaussian and not layer.settings.new_coords:
         out[:, :, 2:4] = torch.randn(1, 3, 2, 6, 6, generator=gen) * 0.5
     if gaussian:
         out[:, :, 4] = torch.randn(1, 3, 6, 6, generator=gen) * 0.5
@@ -734,7 +224,7 @@ def test_detections_match_alexeyab_get_network_boxes_and_nms(extra, kind, tmp_pa
     thresh, nms = 0.2, 0.45
     got = detections_from_outputs(net, [out], [(160, 120)], thresh, nms, letterbox=True)[0]
     dets = c_network_boxes(layer, out[0].numpy(), 160, 120, 96, 96, thresh, gaussian)
-    want = c_nms(dets, 3, nms, layer.nms_kind, layer.beta_nms) if nms else dets
+    want = c_nms(dets, 3, nms, layer.settings.nms_kind, layer.settings.beta_nms) if nms else dets
     assert len(got) == len(want) > 20
     np.testing.assert_allclose(got.boxes, np.array([d[0] for d in want], F32), rtol=2e-6, atol=1e-7)
     np.testing.assert_array_equal(got.objectness, np.array([d[1] for d in want], F32))
@@ -762,20 +252,20 @@ def test_nms_kinds_differ_where_the_c_says():
 # -- parsing --------------------------------------------------------------------------------------
 def test_pjreddie_yolo_is_unchanged(tmp_path):
     layer = yolo_cfg(tmp_path).layers[-1]
-    assert not layer.alexeyab and layer.max_boxes == 90 and layer.scale_x_y == 1.0
+    assert not layer.settings.alexeyab and layer.settings.max_boxes == 90 and layer.settings.scale_x_y == 1.0
     assert "iou_normalizer" not in vars(layer)
 
 
 def test_alexeyab_defaults(tmp_path):
     layer = yolo_cfg(tmp_path, extra="scale_x_y=1.05").layers[-1]
-    assert layer.alexeyab and layer.max_boxes == 200 and layer.iou_normalizer == 0.75
-    assert layer.iou_loss == "mse" and layer.nms_kind == "default" and layer.beta_nms == 0.6
-    assert layer.iou_thresh == 1.0 and math.isinf(layer.max_delta) and layer.classes_multipliers is None
+    assert layer.settings.alexeyab and layer.settings.max_boxes == 200 and layer.settings.iou_normalizer == 0.75
+    assert layer.settings.iou_loss == "mse" and layer.settings.nms_kind == "default" and layer.settings.beta_nms == 0.6
+    assert layer.settings.iou_thresh == 1.0 and math.isinf(layer.settings.max_delta) and layer.settings.classes_multipliers is None
 
 
 def test_counters_per_class(tmp_path):
     layer = yolo_cfg(tmp_path, extra="counters_per_class=100,0,25\nmax_delta=3").layers[-1]
-    assert layer.classes_multipliers == [1.0, 3.0, 3.0]  # 100/100, 100/1 capped at 3, 100/25 = 4 capped
+    assert layer.settings.classes_multipliers == [1.0, 3.0, 3.0]  # 100/100, 100/1 capped at 3, 100/25 = 4 capped
 
 
 @pytest.mark.parametrize("extra,key", [("iou_loss=ciuo", "iou_loss"), ("nms_kind=soft", "nms_kind"),
@@ -815,7 +305,7 @@ def test_shipped_gaussian_cfg_builds_and_detects():
     from conftest import SHARED
     net = load(SHARED / "cfg" / "alexeyab" / "Gaussian_yolov3_BDD.cfg", width=64, height=64)
     heads = [net.layers[i] for i in net.heads]
-    assert all(isinstance(h, GaussianYolo) for h in heads) and heads[0].iou_loss == "giou"
+    assert all(isinstance(h, GaussianYolo) for h in heads) and heads[0].settings.iou_loss == "giou"
     out = net(torch.rand(1, 3, 64, 64))
     assert [o.shape[2] for o in out] == [19] * 3
     assert isinstance(heads[0], torch.nn.Module) and not isinstance(heads[0], Yolo)

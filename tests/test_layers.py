@@ -23,13 +23,16 @@ from darknet_py.activations import ACTIVATIONS, Activation
 from darknet_py.cfg import parse_cfg_text
 from darknet_py.image import letterbox_geometry, resize_image
 from darknet_py.layers.conv import Local
-from darknet_py.layers.heads import Detection, Region, Yolo
+from darknet_py.layers.heads import Detection, DetectionSettings, Region, RegionSettings, Yolo, YoloSettings
 from darknet_py.layers.merge import Shortcut
 from darknet_py.layers.pool import MaxPool
 from darknet_py.layers.resample import Reorg, Upsample
 from darknet_py.layers.simple import Softmax
 from darknet_py.model import plan_network
 from darknet_py.registry import Shape
+
+from reference import batchnorm as bn_ref
+from reference.blas import darknet_reorg_cpu
 
 F32 = np.float32
 FLT_MAX = F32(np.finfo(np.float32).max)
@@ -326,26 +329,6 @@ def test_maxpool_section_defaults(body, size, stride, padding, h, w):
 
 # ---------------------------------------------------------------------------------------------
 # [reorg]: forward_reorg_layer -> reorg_cpu(net.input, l.w, l.h, l.c, l.batch, l.stride, fwd, out)
-
-
-def darknet_reorg_cpu(x, out_w, out_h, out_c, batch, stride, forward):
-    out = np.full(x.size, np.nan, dtype=F32)
-    in_c = c_div(out_c, stride * stride)
-    for b in range(batch):
-        for k in range(out_c):
-            for j in range(out_h):
-                for i in range(out_w):
-                    in_index = i + out_w * (j + out_h * (k + out_c * b))
-                    c2 = k % in_c
-                    offset = k // in_c
-                    w2 = i * stride + offset % stride
-                    h2 = j * stride + offset // stride
-                    out_index = w2 + out_w * stride * (h2 + out_h * stride * (c2 + in_c * b))
-                    if forward:
-                        out[out_index] = x[in_index]
-                    else:
-                        out[in_index] = x[out_index]
-    return out
 
 
 def darknet_reorg(x, stride, reverse):
@@ -710,7 +693,7 @@ def darknet_detection(x, side, classes, softmax):
 @pytest.mark.parametrize("n,classes,h,w", [(3, 2, 2, 3), (1, 1, 1, 1), (2, 4, 3, 2)])
 def test_yolo_head(n, classes, h, w):
     x = randn(n * 10 + classes, 2, n * (5 + classes), h, w, scale=3.0)
-    module = Yolo(n, classes, [10.0, 14.0] * (n + 1), list(range(n)), {})
+    module = Yolo(n, classes, [10.0, 14.0] * (n + 1), list(range(n)), YoloSettings())
     ref = darknet_yolo(x, n, classes)
     got = run(module, x)
     assert got.size == ref.size
@@ -721,7 +704,7 @@ def test_yolo_head(n, classes, h, w):
 @pytest.mark.parametrize("n,classes,coords,h,w", [(2, 3, 4, 2, 3), (1, 2, 5, 3, 3), (3, 1, 4, 1, 2)])
 def test_region_head(softmax, background, n, classes, coords, h, w):
     x = randn(n * 10 + classes + coords, 2, n * (coords + 1 + classes), h, w, scale=3.0)
-    module = Region(n, classes, coords, [1.0, 2.0] * n, bool(softmax), bool(background), {})
+    module = Region(n, classes, coords, [1.0, 2.0] * n, bool(softmax), bool(background), RegionSettings())
     ref = darknet_region(x, n, classes, coords, softmax, background)
     got = run(module, x)
     assert got.size == ref.size
@@ -733,7 +716,7 @@ def test_region_head(softmax, background, n, classes, coords, h, w):
 def test_detection_head(softmax, side, classes, n, coords):
     inputs = side * side * ((1 + coords) * n + classes)
     x = randn(inputs + softmax, 2, inputs, 1, 1, scale=3.0)
-    module = Detection(side, classes, bool(softmax), {"n": n, "coords": coords})
+    module = Detection(side, classes, bool(softmax), DetectionSettings(n=n, coords=coords))
     ref = darknet_detection(x, side, classes, softmax)
     got = run(module, x)
     assert got.size == ref.size
@@ -742,7 +725,7 @@ def test_detection_head(softmax, side, classes, n, coords):
 
 def test_heads_training_mode_returns_raw_input():
     x = randn(5, 1, 2 * 7, 2, 2)
-    for module in (Yolo(2, 2, [1.0] * 4, [0, 1], {}), Region(2, 2, 4, [1.0] * 4, True, False, {})):
+    for module in (Yolo(2, 2, [1.0] * 4, [0, 1], YoloSettings()), Region(2, 2, 4, [1.0] * 4, True, False, RegionSettings())):
         module.train()
         with torch.no_grad():
             out = module(torch.from_numpy(x)).numpy()
@@ -913,49 +896,56 @@ def test_letterbox_tensor_in_tensor_out():
 
 # --- batch norm in training mode: forward_batchnorm_layer (mean, variance, normalize) ---------
 
-def test_batchnorm_training_matches_darknet_and_its_gradient():
-    """Training-mode conv+BN against Darknet's loops: batch mean, unbiased variance
-    (1/(batch*spatial - 1)), (x - mean)/(sqrt(var) + .000001), scale, bias, and rolling
-    statistics .99/.01; the gradient equals autograd through the literal formula."""
-    net = plan_network(parse_cfg_text("[net]\nwidth=6\nheight=5\nchannels=2\n[convolutional]\n"
-                                      "batch_normalize=1\nfilters=3\nsize=1\nactivation=linear\n"), None, None)
+@pytest.mark.parametrize("kind", ["convolutional", "connected"])
+def test_batchnorm_training_matches_darknet_forward_and_backward(kind):
+    """Training-mode BN against forward_batchnorm_layer (batch mean, unbiased variance,
+    (x - mean)/(sqrt(var) + .000001), scale, bias, rolling statistics .99/.01) and
+    backward_batchnorm_layer (backward_bias, backward_scale_cpu, mean_delta_cpu,
+    variance_delta_cpu, normalize_delta_cpu: sqrt(var + .00001) and 1/(batch*spatial)), which
+    is not the exact gradient of that forward."""
+    section = ("[convolutional]\nbatch_normalize=1\nfilters=3\nsize=1\nactivation=linear\n"
+               if kind == "convolutional" else "[connected]\nbatch_normalize=1\noutput=3\nactivation=linear\n")
+    net = plan_network(parse_cfg_text("[net]\nwidth=6\nheight=5\nchannels=2\n" + section), None, None)
     layer = net[1][0].make()
     torch.manual_seed(3)
     layer.reset_parameters()
     with torch.no_grad():
+        layer.weights[0] *= 1e-2  # a channel of small batch variance: there the epsilons differ most
         layer.scales.uniform_(0.5, 1.5)
         layer.biases.uniform_(-1, 1)
         layer.rolling_mean.uniform_(-1, 1)
         layer.rolling_variance.uniform_(0.5, 2)
-    old_mean, old_var = layer.rolling_mean.clone(), layer.rolling_variance.clone()
-    x = torch.randn(4, 2, 5, 6, dtype=torch.float64).float()
+    p = {k: getattr(layer, k).detach().clone().numpy()
+         for k in ("weights", "scales", "biases", "rolling_mean", "rolling_variance")}
+    x = torch.randn(8, 2, 5, 6)
+    conv = kind == "convolutional"
+    pre = (torch.nn.functional.conv2d(x, layer.weights.detach()) if conv
+           else torch.nn.functional.linear(x.flatten(1), layer.weights.detach())).numpy()
     layer.train()
-    out = layer(x)
-    conv = torch.nn.functional.conv2d(x, layer.weights.detach())
-    b, c, h, w = conv.shape
-    flat = conv.permute(1, 0, 2, 3).reshape(c, -1).double().numpy()
-    mean = [sum(row) / (b * h * w) for row in flat]
-    var = [sum((v - m) ** 2 for v in row) / (b * h * w - 1) for row, m in zip(flat, mean)]
-    expected = np.empty_like(flat)
-    for f in range(c):
-        expected[f] = ((flat[f] - mean[f]) / (math.sqrt(var[f]) + .000001) * layer.scales[f].item()
-                       + layer.biases[f].item())
-    got = out.permute(1, 0, 2, 3).reshape(c, -1).detach().double().numpy()
-    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(layer.rolling_mean.numpy(), 0.99 * old_mean.numpy() + 0.01 * np.array(mean),
-                               rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(layer.rolling_variance.numpy(), 0.99 * old_var.numpy() + 0.01 * np.array(var),
-                               rtol=1e-5, atol=1e-6)
+    xg = x.clone().requires_grad_()
+    out = layer(xg).reshape(pre.shape)  # [connected] returns (batch, outputs, 1, 1)
+    expected, x_norm, mean, variance, new_mean, new_var = bn_ref.forward_batchnorm(
+        pre, p["scales"], p["biases"], p["rolling_mean"], p["rolling_variance"])
+    np.testing.assert_allclose(out.detach().numpy(), expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(layer.rolling_mean.numpy(), new_mean, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(layer.rolling_variance.numpy(), new_var, rtol=1e-5, atol=1e-6)
     grad = torch.randn_like(out)
     out.backward(grad)
+    # Darknet's delta is the negative gradient; every backward step is linear in it
+    delta_in, bias_updates, scale_updates = bn_ref.backward_batchnorm(pre, x_norm, mean, variance,
+                                                                      p["scales"], -grad.numpy())
+    np.testing.assert_allclose(-layer.biases.grad.numpy(), bias_updates, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(-layer.scales.grad.numpy(), scale_updates, rtol=1e-4, atol=1e-5)
+    w = torch.from_numpy(p["weights"]).double().view(3, -1)
+    want = -torch.from_numpy(delta_in).double()
+    want = torch.einsum("bfhw,fc->bchw", want, w) if conv else want @ w  # through the weights to x
+    scale = want.abs().max().item()
+    np.testing.assert_allclose(xg.grad.double().numpy(), want.reshape(xg.shape).numpy(), rtol=0, atol=2e-5 * scale)
+    # ... which is not the exact gradient of the forward
     xs = x.clone().requires_grad_()
-    ref_in = torch.nn.functional.conv2d(xs, layer.weights.detach())
-    m = ref_in.mean((0, 2, 3), keepdim=True)
-    v = ref_in.var((0, 2, 3), unbiased=True, keepdim=True)
-    ref = (ref_in - m) / (v.sqrt() + .000001) * layer.scales.detach().view(1, -1, 1, 1) \
-        + layer.biases.detach().view(1, -1, 1, 1)
-    ref.backward(grad)
-    xg = x.clone().requires_grad_()
-    layer.zero_grad()
-    layer(xg).backward(grad)
-    torch.testing.assert_close(xg.grad, xs.grad, rtol=1e-4, atol=1e-5)
+    ref_in = (torch.nn.functional.conv2d(xs, layer.weights.detach()) if conv
+              else torch.nn.functional.linear(xs.flatten(1), layer.weights.detach()))
+    dims = (0, 2, 3) if conv else (0,)
+    m, v = ref_in.mean(dims, keepdim=True), ref_in.var(dims, unbiased=True, keepdim=True)
+    ((ref_in - m) / (v.sqrt() + .000001)).backward(grad * layer.scales.detach().view((1, -1) + (1,) * (grad.dim() - 2)))
+    assert (xs.grad - xg.grad).abs().max().item() > 1e-3 * scale

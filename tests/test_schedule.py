@@ -11,6 +11,7 @@ from darknet_py.netcfg import NetConfig
 from darknet_py.train.schedule import learning_rate, rate_curve
 
 from conftest import CFG
+from reference import rate as rate_ref
 
 
 def net_of(text: str) -> NetConfig:
@@ -81,3 +82,41 @@ def test_set_overrides_and_checks_values():
         NetConfig.from_section(sections[0])
     with pytest.raises(CfgError, match="key=value"):
         set_options(sections[0], ["width"])
+
+
+RATE_CASES = {
+    "steps": "policy=steps\nsteps=400,800,1200,1600\nscales=.1,3.3,.7,.01",
+    "poly": "policy=poly\npower=2.7",
+    "exp": "policy=exp\ngamma=0.9987",
+    "sigmoid": "policy=sigmoid\ngamma=0.013\nstep=900",
+    "sgdr": "policy=sgdr\nlearning_rate_min=0.00037\nsgdr_cycle=150\nsgdr_mult=3",
+    "step": "policy=step\nstep=300\nscale=0.77",
+    "constant": "policy=constant",
+}
+
+
+@pytest.mark.parametrize("fork", ["pjreddie", "alexeyab"])
+@pytest.mark.parametrize("burn_in", [0, 700])
+@pytest.mark.parametrize("policy", sorted(RATE_CASES))
+def test_rate_is_get_current_rate_bit_for_bit(policy, burn_in, fork):
+    """Every iteration 0..2000 against the C of get_current_rate compiled here (pjreddie's
+    size_t batch_num, AlexeyAB's int; sgdr is AlexeyAB's only)."""
+    lib = rate_ref.load()
+    if lib is None:
+        pytest.skip("no C compiler")
+    if policy == "sgdr" and fork == "pjreddie":
+        pytest.skip("sgdr is AlexeyAB's policy")
+    net = net_of(f"fork={fork}\nlearning_rate=0.00261\nburn_in={burn_in}\npower=3.1\nmax_batches=2000\n"
+                 + RATE_CASES[policy])
+    got = [learning_rate(net, b) for b in range(2001)]
+    want = [rate_ref.get_current_rate(net, b) for b in range(2001)]
+    bad = [(b, g, w) for b, (g, w) in enumerate(zip(got, want)) if g != w]
+    assert not bad, f"{len(bad)} iterations differ, first {bad[:3]}"
+
+
+def test_random_rate_is_get_current_rate_bit_for_bit():
+    if rate_ref.load() is None:
+        pytest.skip("no C compiler")
+    net = net_of("learning_rate=0.00261\npolicy=random\npower=1.7")
+    draws = [i / 997 for i in range(1, 998)]
+    assert [learning_rate(net, 5, u) for u in draws] == [rate_ref.get_current_rate(net, 5, u) for u in draws]

@@ -28,15 +28,99 @@ class Blob:
     bn_scale: bool = False
 
 
+# The running statistics: rolling = .99 * rolling + .01 * batch statistic (both forks' trainings).
+ROLLING_KEEP, ROLLING_NEW = 0.99, 0.01
+# Darknet's backward (mean_delta_cpu, variance_delta_cpu, normalize_delta_cpu) divides by
+# sqrt(variance + .00001f), whatever the forward's denominator was.
+BACKWARD_EPS = 0.00001
+
+
+def _reduce(tensor, group):
+    """Sum ``tensor`` over the processes of ``group`` in place (nothing without one)."""
+    if group is not None:
+        torch.distributed.all_reduce(tensor, group=group)
+    return tensor
+
+
+class DarknetBatchNorm(torch.autograd.Function):
+    """Training-mode batch norm over dim 1 as Darknet computes it, forward and backward.
+
+    ``fork="pjreddie"`` (forward_batchnorm_layer, normalize_cpu): ``(x - mean) / (sqrt(var) +
+    1e-6)`` with the unbiased batch variance. Its backward is Darknet's backward_batchnorm_layer,
+    which is NOT the gradient of that forward: mean_delta_cpu, variance_delta_cpu and
+    normalize_delta_cpu use ``sqrt(var + 1e-5)`` and divide by ``batch*spatial``. Bias and scale
+    gradients (backward_bias, backward_scale_cpu) are the exact ones.
+
+    ``fork="alexeyab"``: cuDNN's cudnnBatchNormalizationForwardTraining / Backward, which
+    AlexeyAB's GPU builds train with: ``(x - mean) / sqrt(biased var + 1e-5)`` and its exact
+    gradient (the same three formulas with the biased variance).
+
+    Returns the output and, for the running statistics, the batch mean and unbiased variance
+    (not differentiable). With ``group`` (a process group) the statistics and the backward's
+    sums are taken over all its processes (synchronized batch norm).
+    """
+
+    @staticmethod
+    def forward(ctx, x, scales, biases, fork, group):
+        x32 = x if x.dtype == torch.float32 else x.float()
+        dims = (0,) + tuple(range(2, x.dim()))
+        view = (1, -1) + (1,) * (x.dim() - 2)
+        if group is None:
+            count = x.numel() // x.shape[1]
+            unbiased, mean = torch.var_mean(x32, dims, correction=1)
+        else:
+            count = int(_reduce(x32.new_tensor(float(x.numel() // x.shape[1])), group).item())
+            mean = _reduce(x32.sum(dims), group) / count
+            unbiased = _reduce((x32 - mean.view(view)).square().sum(dims), group) / (count - 1)
+        if fork == "alexeyab":
+            variance = unbiased * ((count - 1) / count)
+            denominator = (variance + ALEXEYAB_BN_EPS).sqrt()
+        else:
+            variance = unbiased
+            denominator = unbiased.sqrt() + BN_EPS
+        scale = scales / denominator
+        shift = biases - mean * scale
+        # per-channel scale and shift in one fused pass (in the input's dtype under autocast)
+        out = torch.addcmul(shift.to(x.dtype).view(view), x, scale.to(x.dtype).view(view))
+        ctx.save_for_backward(x, scales, mean, variance, denominator)
+        ctx.count, ctx.group, ctx.dims, ctx.view = count, group, dims, view
+        ctx.mark_non_differentiable(mean, unbiased)
+        return out, mean, unbiased
+
+    @staticmethod
+    def backward(ctx, grad, _mean_grad, _var_grad):
+        x, scales, mean, variance, denominator = ctx.saved_tensors
+        dims, view, n = ctx.dims, ctx.view, ctx.count
+        g = grad if grad.dtype == torch.float32 else grad.float()
+        centred = (x if x.dtype == torch.float32 else x.float()) - mean.view(view)
+        # backward_bias; the sum of delta * (x - mean). The parameters get this process's sums
+        # (DistributedDataParallel adds the processes' gradients); x needs the whole batch's.
+        sums = torch.stack([g.sum(dims), (g * centred).sum(dims)])
+        grad_bias, grad_centred = sums[0], sums[1]
+        grad_x = None
+        if ctx.needs_input_grad[0]:
+            total = _reduce(sums.clone(), ctx.group) if ctx.group is not None else sums
+            inv = (variance.double() + BACKWARD_EPS).rsqrt()
+            mean_delta = -scales.double() * total[0].double() * inv  # mean_delta_cpu
+            variance_delta = -0.5 * scales.double() * total[1].double() * inv ** 3  # variance_delta_cpu
+            a = (scales.double() * inv).float().view(view)  # normalize_delta_cpu, per channel
+            b = (variance_delta * 2 / n).float().view(view)
+            c = (mean_delta / n).float().view(view)
+            grad_x = torch.addcmul(torch.addcmul(c, g, a), centred, b).to(x.dtype)
+        grad_scales = grad_centred / denominator  # backward_scale_cpu: sum of delta * x_norm
+        return grad_x, grad_scales, grad_bias, None, None
+
+
 class BatchNormMixin:
     """Darknet's batch norm over dim 1 with ``scales``, ``rolling_mean``, ``rolling_variance``.
 
-    Training uses the batch mean and the unbiased batch variance and updates the rolling
-    statistics by 0.99/0.01, as ``forward_batchnorm_layer`` does (per mini-batch, as Darknet:
-    with ``subdivisions`` > 1 the statistics are those of each mini-batch).
+    Training goes through ``DarknetBatchNorm`` (the fork's forward and backward) and updates
+    the rolling statistics by 0.99/0.01, as ``forward_batchnorm_layer`` does (per mini-batch,
+    as Darknet: with ``subdivisions`` > 1 the statistics are those of each mini-batch).
     """
 
     fork = "pjreddie"  # whose denominator: set per layer from [net] ``fork`` (netcfg.FORKS)
+    sync_group = None  # a torch.distributed process group: statistics over all its processes
 
     def bn_denominator(self, var):
         """``sqrt(var) + 1e-6`` (pjreddie) or ``sqrt(var + 1e-5)`` (AlexeyAB)."""
@@ -54,30 +138,11 @@ class BatchNormMixin:
             # Darknet's denominator (to float rounding).
             denominator = self.bn_denominator(self.rolling_variance).square()
             return F.batch_norm(x, self.rolling_mean, denominator, self.scales, biases, False, 0.0, 0.0)
-        view = (1, -1) + (1,) * (x.dim() - 2)
-        dims = (0,) + tuple(range(2, x.dim()))
-        mean, var = self._batch_stats(x if x.dtype == torch.float32 else x.float(), dims, view)
+        out, mean, var = DarknetBatchNorm.apply(x, self.scales, biases, self.fork, self.sync_group)
         with torch.no_grad():
-            self.rolling_mean.mul_(0.99).add_(0.01 * mean)
-            self.rolling_variance.mul_(0.99).add_(0.01 * var)
-        # per-channel scale and shift, applied in one fused pass (in the input's dtype under autocast)
-        scale = self.scales / self.bn_denominator(var)
-        shift = biases - mean * scale
-        return torch.addcmul(shift.to(x.dtype).view(view), x, scale.to(x.dtype).view(view))
-
-    sync_group = None  # a torch.distributed process group: statistics over all its processes
-
-    def _batch_stats(self, x, dims, view):
-        """Mean and unbiased variance of this batch, or of the whole distributed batch when
-        ``sync_group`` is set (synchronized batch norm; the all-reduce carries gradients)."""
-        if self.sync_group is None:
-            var, mean = torch.var_mean(x, dims, correction=1)
-            return mean, var
-        from torch.distributed.nn.functional import all_reduce
-        count = all_reduce(x.new_tensor(float(x.numel() // x.shape[1])), group=self.sync_group)
-        mean = all_reduce(x.sum(dims), group=self.sync_group) / count
-        squares = all_reduce((x - mean.view(view)).square().sum(dims), group=self.sync_group)
-        return mean, squares / (count - 1)
+            self.rolling_mean.mul_(ROLLING_KEEP).add_(ROLLING_NEW * mean)
+            self.rolling_variance.mul_(ROLLING_KEEP).add_(ROLLING_NEW * var)
+        return out
 
     def _bn_blobs(self) -> list[Blob]:
         return [Blob("scales", self.scales, bn_scale=True),

@@ -20,7 +20,7 @@ class GaussianYolo(AnchorHead):
     def activate(self, x):
         """``l.output`` from the raw (batch, n, 9 + classes, h, w) input."""
         s = torch.sigmoid(x)
-        parts = [scale_xy(s[:, :, 0:1], self.scale_x_y), s[:, :, 1:2], scale_xy(s[:, :, 2:3], self.scale_x_y),
+        parts = [scale_xy(s[:, :, 0:1], self.settings.scale_x_y), s[:, :, 1:2], scale_xy(s[:, :, 2:3], self.settings.scale_x_y),
                  s[:, :, 3:4], x[:, :, 4:5], s[:, :, 5:6], x[:, :, 6:7], s[:, :, 7:]]
         return torch.cat(parts, 2)
 

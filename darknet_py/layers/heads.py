@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import logging
 import math
+from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -17,6 +19,98 @@ log = logging.getLogger(__name__)
 
 
 MAX_DEFAULT_ANCHORS = 4096  # identical default anchors beyond this are a hostile num=, not a cfg
+
+
+@dataclass(frozen=True)
+class HeadSettings:
+    """What training and detection read of any head: the truths it reads (``max``), the data
+    options of the last head (``jitter``, ``random``, AlexeyAB's ``resize``) and the NMS that
+    Darknet's detector takes from the last layer (``nms_kind``, ``beta_nms``; classic
+    otherwise)."""
+
+    max_boxes: int = 90
+    jitter: float = 0.2
+    random: float = 0.0
+    resize: float = 1.0
+    nms_kind: str = "default"
+    beta_nms: float = 0.6
+
+
+@dataclass(frozen=True)
+class YoloSettings(HeadSettings):
+    """pjreddie's parse_yolo options, and the AlexeyAB values a pjreddie head computes with."""
+
+    alexeyab: ClassVar[bool] = False  # AlexeyAB's forward_yolo_layer (deltas, options)
+    ignore_thresh: float = 0.5
+    truth_thresh: float = 1.0
+    scale_x_y: float = 1.0
+    new_coords: int = 0
+
+
+@dataclass(frozen=True)
+class AlexeyabYoloSettings(YoloSettings):
+    """AlexeyAB's parse_yolo: a [yolo] that sets any of its options."""
+
+    alexeyab: ClassVar[bool] = True
+    max_boxes: int = 200
+    iou_loss: str = "mse"
+    iou_normalizer: float = 0.75
+    obj_normalizer: float = 1.0
+    cls_normalizer: float = 1.0
+    delta_normalizer: float = 1.0
+    max_delta: float = math.inf  # FLT_MAX: no clipping
+    classes_multipliers: list | None = None  # counters_per_class weights
+    iou_thresh_kind: str = "iou"
+    iou_thresh: float = 1.0
+    label_smooth_eps: float = 0.0
+    objectness_smooth: int = 0
+    show_details: int = 1
+    focal_loss: int = 0
+
+
+@dataclass(frozen=True)
+class GaussianYoloSettings(AlexeyabYoloSettings):
+    """parse_gaussian_yolo: AlexeyAB's [yolo] options but ``new_coords`` and ``focal_loss``
+    (left at 0), plus the uncertainties' normalizer and which point of the box x, y name."""
+
+    uc_normalizer: float = 1.0
+    yolo_point: str = "center"
+
+
+@dataclass(frozen=True)
+class RegionSettings(HeadSettings):
+    """parse_region's options; ``alexeyab``: the head runs AlexeyAB's way (fork=alexeyab)."""
+
+    max_boxes: int = 30
+    log: int = 0
+    sqrt: int = 0
+    rescore: int = 0
+    thresh: float = 0.5
+    classfix: int = 0
+    absolute: int = 0
+    coord_scale: float = 1.0
+    object_scale: float = 1.0
+    noobject_scale: float = 1.0
+    mask_scale: float = 1.0
+    class_scale: float = 1.0
+    bias_match: int = 0
+    alexeyab: bool = False
+
+
+@dataclass(frozen=True)
+class DetectionSettings(HeadSettings):
+    """parse_detection's options (YOLOv1)."""
+
+    n: int = 1
+    coords: int = 1
+    rescore: int = 0
+    sqrt: int = 0
+    coord_scale: float = 1.0
+    forced: int = 0
+    object_scale: float = 1.0
+    noobject_scale: float = 1.0
+    class_scale: float = 1.0
+    reorg: int = 0
 
 
 def read_anchors(s, count):
@@ -54,13 +148,12 @@ class AnchorHead(nn.Module):
     view while training (the deltas read it), ``activate``'s ``l.output`` otherwise."""
     box_entries = 4
 
-    def __init__(self, n, classes, anchors, mask, settings):
+    def __init__(self, n, classes, anchors, mask, settings: YoloSettings):
         super().__init__()
         self.n, self.classes = n, classes
         self.anchors = [(anchors[2 * i], anchors[2 * i + 1]) for i in range(len(anchors) // 2)]
         self.mask = mask
-        for key, value in settings.items():
-            setattr(self, key, value)
+        self.settings = settings
 
     def forward(self, x):
         b, _, h, w = x.shape
@@ -69,14 +162,14 @@ class AnchorHead(nn.Module):
 
 
 class Yolo(AnchorHead):
-    # AlexeyAB's defaults; a pjreddie cfg sets none of them, so its numbers are unchanged
-    scale_x_y, new_coords, nms_kind, beta_nms, alexeyab = 1.0, 0, "default", 0.6, False
+    """[yolo]: pjreddie's (YoloSettings) or AlexeyAB's (AlexeyabYoloSettings)."""
 
     def activate(self, x):
         """``l.output`` from the raw (batch, n, 5 + classes, h, w) input."""
-        if self.new_coords:  # the conv before already applied the logistic (YOLOv4-csp, YOLOv7)
-            return torch.cat([scale_xy(x[:, :, :2], self.scale_x_y), x[:, :, 2:]], 2)
-        xy = scale_xy(torch.sigmoid(x[:, :, :2]), self.scale_x_y)
+        s = self.settings
+        if s.new_coords:  # the conv before already applied the logistic (YOLOv4-csp, YOLOv7)
+            return torch.cat([scale_xy(x[:, :, :2], s.scale_x_y), x[:, :, 2:]], 2)
+        xy = scale_xy(torch.sigmoid(x[:, :, :2]), s.scale_x_y)
         return torch.cat([xy, x[:, :, 2:4], torch.sigmoid(x[:, :, 4:])], 2)
 
 
@@ -114,8 +207,8 @@ def classes_multipliers(s, classes, max_delta):
 
 def alexeyab_settings(s, classes, gaussian=False):
     """The options AlexeyAB's parse_yolo / parse_gaussian_yolo read beyond pjreddie's, with its
-    defaults, or {} when a [yolo] sets none of them: such a head stays pjreddie's (inference and
-    training); one that sets any trains as AlexeyAB's forward_yolo_layer."""
+    defaults, or None when a [yolo] sets none of them: such a head stays pjreddie's (inference
+    and training); one that sets any trains as AlexeyAB's forward_yolo_layer."""
     keys = ("scale_x_y", "new_coords", "iou_loss", "iou_normalizer", "obj_normalizer", "cls_normalizer",
             "delta_normalizer", "max_delta", "iou_thresh_kind", "iou_thresh", "label_smooth_eps",
             "objectness_smooth", "beta_nms", "nms_kind", "resize", "focal_loss", "counters_per_class",
@@ -130,7 +223,7 @@ def alexeyab_settings(s, classes, gaussian=False):
         raise s.error("tracking embeddings are not supported", "embedding_layer")
     max_delta = s.float("max_delta", math.inf)  # FLT_MAX: no clipping
     settings = dict(
-        alexeyab=alexeyab, scale_x_y=s.float("scale_x_y", 1.0),
+        scale_x_y=s.float("scale_x_y", 1.0),
         iou_loss=read_choice(s, "iou_loss", "mse", ("mse",) + IOU_KINDS),
         iou_normalizer=s.float("iou_normalizer", 0.75), obj_normalizer=s.float("obj_normalizer", 1.0),
         cls_normalizer=s.float("cls_normalizer", 1.0), delta_normalizer=s.float("delta_normalizer", 1.0),
@@ -145,12 +238,13 @@ def alexeyab_settings(s, classes, gaussian=False):
                         yolo_point=read_choice(s, "yolo_point", "center", ("center", "left_top", "right_bottom")))
     else:
         settings.update(new_coords=s.int("new_coords", 0), focal_loss=s.int("focal_loss", 0))
-    return settings if alexeyab else {}
+    return settings if alexeyab else None
 
 
 def read_yolo(s, ctx, entries, gaussian=False):
     """What [yolo] and [Gaussian_yolo] share: ``(classes, anchors, mask, settings)``; ``entries``
-    is the number of box + objectness values per anchor before the classes."""
+    is the number of box + objectness values per anchor before the classes. ``settings`` is
+    YoloSettings, AlexeyabYoloSettings or (``gaussian``) GaussianYoloSettings."""
     classes = s.int("classes", 20)
     total = s.int("num", 1)
     if classes < 1 or total < 1:
@@ -165,9 +259,10 @@ def read_yolo(s, ctx, entries, gaussian=False):
     if mask is None:
         mask = list(range(total))
     extra = alexeyab_settings(s, classes, gaussian)
-    settings = dict(max_boxes=s.int("max", 200 if extra else 90), jitter=s.float("jitter", 0.2),
+    kind = GaussianYoloSettings if gaussian else YoloSettings if extra is None else AlexeyabYoloSettings
+    settings = kind(max_boxes=s.int("max", 90 if extra is None else 200), jitter=s.float("jitter", 0.2),
                     ignore_thresh=s.float("ignore_thresh", 0.5), truth_thresh=s.float("truth_thresh", 1.0),
-                    random=s.float("random", 0.0), **extra)
+                    random=s.float("random", 0.0), **(extra or {}))
     if s.has("map"):
         raise s.error("class maps are not supported", "map")
     return classes, anchors, mask, settings
@@ -186,22 +281,20 @@ class Region(nn.Module):
     ``background``) and, without softmax, the classes. AlexeyAB's (``alexeyab``, fork=alexeyab):
     logistic on objectness, softmax over the classes when set, raw classes otherwise; its x, y
     logistic happens in get_region_box, applied here too so both forks' outputs read alike."""
-    alexeyab = False
 
-    def __init__(self, n, classes, coords, anchors, softmax, background, settings):
+    def __init__(self, n, classes, coords, anchors, softmax, background, settings: RegionSettings):
         super().__init__()
         self.n, self.classes, self.coords = n, classes, coords
         self.anchors = [(anchors[2 * i], anchors[2 * i + 1]) for i in range(n)]
         self.softmax, self.background = softmax, background
-        for key, value in settings.items():
-            setattr(self, key, value)
+        self.settings = settings
 
     def forward(self, x):
         b, _, h, w = x.shape
         x = x.view(b, self.n, self.coords + 1 + self.classes, h, w)
         if self.training:
             return x
-        if self.alexeyab:  # coords is 4 (build_region)
+        if self.settings.alexeyab:  # coords is 4 (build_region)
             classes = torch.softmax(x[:, :, 5:], 2) if self.softmax else x[:, :, 5:]
             return torch.cat([torch.sigmoid(x[:, :, :2]), x[:, :, 2:4], torch.sigmoid(x[:, :, 4:5]), classes], 2)
         c = self.coords
@@ -234,7 +327,7 @@ def build_region(s, ctx):
     softmax, background = bool(s.int("softmax", 0)), not alexeyab and bool(s.int("background", 0))
     if s.has("tree") or s.has("map"):
         raise s.error("YOLO9000 trees and class maps are not supported")
-    settings = dict(
+    settings = RegionSettings(
         log=s.int("log", 0), sqrt=s.int("sqrt", 0), max_boxes=s.int("max", 30),
         jitter=s.float("jitter", 0.2), rescore=s.int("rescore", 0), thresh=s.float("thresh", 0.5),
         classfix=s.int("classfix", 0), absolute=s.int("absolute", 0), random=s.int("random", 0),
@@ -249,11 +342,10 @@ def build_region(s, ctx):
 class Detection(nn.Module):
     """YOLOv1: flat output [side*side*classes][side*side*n confidences][side*side*n*coords]."""
 
-    def __init__(self, side, classes, softmax, settings):
+    def __init__(self, side, classes, softmax, settings: DetectionSettings):
         super().__init__()
         self.side, self.classes, self.softmax = side, classes, softmax
-        for key, value in settings.items():
-            setattr(self, key, value)
+        self.settings = settings
 
     def forward(self, x):
         x = x.flatten(1)
@@ -275,7 +367,7 @@ def build_detection(s, ctx):
         raise s.error(f"the layer before yields {ctx.prev.numel} values, side*side*((1+coords)*num+classes)"
                       f" = {expected}", "side")
     softmax = bool(s.int("softmax", 0))
-    settings = dict(
+    settings = DetectionSettings(
         n=n, coords=coords, rescore=rescore, sqrt=s.int("sqrt", 0), max_boxes=s.int("max", 90),
         coord_scale=s.float("coord_scale", 1.0), forced=s.int("forced", 0),
         object_scale=s.float("object_scale", 1.0), noobject_scale=s.float("noobject_scale", 1.0),

@@ -34,7 +34,7 @@ class Augment:
     @classmethod
     def from_net(cls, net, head, *, flip: bool = True, mixup: float = 0.0) -> "Augment":
         """Darknet reads jitter from the last detection layer and the colour knobs from [net]."""
-        return cls(jitter=float(head.jitter), hue=net.hue, saturation=net.saturation,
+        return cls(jitter=float(head.settings.jitter), hue=net.hue, saturation=net.saturation,
                    exposure=net.exposure, flip=flip, mixup=mixup)
 
 

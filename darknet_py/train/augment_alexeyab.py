@@ -62,8 +62,8 @@ class AlexeyabAugment:
 
     @classmethod
     def from_net(cls, net, head, *, mixup: float = 0.0) -> "AlexeyabAugment":
-        return cls(jitter=float(head.jitter), hue=net.hue, saturation=net.saturation,
-                   exposure=net.exposure, resize=float(getattr(head, "resize", 1.0)),
+        return cls(jitter=float(head.settings.jitter), hue=net.hue, saturation=net.saturation,
+                   exposure=net.exposure, resize=float(head.settings.resize),
                    flip=bool(net.flip), blur=net.blur, gaussian_noise=net.gaussian_noise,
                    use_mixup=use_mixup(net), letter_box=bool(net.letter_box),
                    mosaic_bound=bool(net.mosaic_bound), mixup=mixup)

@@ -14,9 +14,11 @@ file stays in place.
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import math
+import os
 from pathlib import Path
 
 import torch
@@ -24,11 +26,11 @@ import torch
 from ..atomic import atomic_write
 from ..errors import TrainingError, WeightsError
 from ..files import open_regular, write_failure
+from ..model import budget
 from ..weights import bad_value
 
 log = logging.getLogger(__name__)
 STATE_VERSION = 1
-MAX_STATE_BYTES = 16 << 30  # momentum is one float per parameter; a larger sidecar is not one
 
 
 def state_path(weights: Path) -> Path:
@@ -74,6 +76,24 @@ def save_checkpoint(net, path, optimizer=None, extra=None) -> None:
         raise TrainingError(f"{write_failure(e, path.parent)}; the previous {path.name} stays in place") from None
 
 
+
+def save_checkpoint_staged(net, path, optimizer=None, extra=None, commit=contextlib.nullcontext) -> None:
+    """As ``save_checkpoint``, but both files are first written whole beside ``path`` under a
+    staging name and renamed into place together inside ``commit()`` (a block that holds
+    signals): an interruption before the renames leaves the previous pair as it was."""
+    path = Path(path)
+    stage = path.with_name(f".{path.stem}.staged{path.suffix}")
+    try:
+        save_checkpoint(net, stage, optimizer, extra)
+        with commit():
+            if optimizer is not None:
+                os.replace(state_path(stage), state_path(path))
+            os.replace(stage, path)
+    finally:
+        for leftover in (stage, state_path(stage)):
+            leftover.unlink(missing_ok=True)
+
+
 def load_state(weights, seen: int, optimizer=None) -> dict | None:
     """The sidecar of ``weights`` if it exists and belongs to it (same ``seen``), else None.
     With ``optimizer``, the sidecar must fit it (validate_state)."""
@@ -81,7 +101,7 @@ def load_state(weights, seen: int, optimizer=None) -> dict | None:
     if not path.exists():
         return None
     try:
-        with open_regular(path, lambda m: WeightsError(m, file=path), "optimizer sidecar", MAX_STATE_BYTES) as f:
+        with open_regular(path, lambda m: WeightsError(m, file=path), "optimizer sidecar", budget()) as f:
             data = f.read()
         state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except WeightsError:

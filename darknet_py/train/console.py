@@ -31,9 +31,10 @@ class AverageLoss:
         """Fold in one update's loss; a loss that is not finite (a skipped update) leaves it."""
         if not math.isfinite(loss):
             return self.value
+        loss = float(F32(loss))  # C: float avg_loss, loss; the expression in double
         if self.value is None or not math.isfinite(self.value) or self.value < 0:
-            self.value = float(F32(loss))
-        self.value = float(F32(F32(self.value) * 0.9 + F32(loss) * 0.1))
+            self.value = loss
+        self.value = float(F32(self.value * 0.9 + loss * 0.1))
         return self.value
 
 

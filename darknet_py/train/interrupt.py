@@ -14,7 +14,6 @@ import signal
 import threading
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
-EXIT_CODE = 130  # what a shell reports for a process ended by Ctrl-C (128 + SIGINT)
 
 
 class Interrupted(KeyboardInterrupt):
@@ -64,3 +63,15 @@ class StopOnSignal:
         if not self._deferring and self._held is not None:
             signum, self._held = self._held, None
             raise Interrupted(signum)
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """A run stopped by a signal, after its state was saved (or the save was given up)."""
+
+    def __init__(self, signum: int, iteration: int, last, saved: bool, speaks: bool = True):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+        self.iteration = iteration  # updates done and kept
+        self.last = last  # the _last.weights path
+        self.saved = saved  # False: a second signal stopped the save; ``last`` is as it was
+        self.speaks = speaks  # whether this process reports (rank 0)

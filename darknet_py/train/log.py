@@ -7,7 +7,9 @@ from pathlib import Path
 from ..atomic import atomic_write
 from ..plots import save_png, training_chart
 
-COLUMNS = ("iteration", "seen", "loss", "avg_loss", "rate", "images_per_s", "seconds", "map")
+# loss: Darknet's (train_network's: the mean of the heads' costs per image); head_losses: each
+# head's cost per image, in layer order, space-separated
+COLUMNS = ("iteration", "seen", "loss", "head_losses", "avg_loss", "rate", "images_per_s", "seconds", "map")
 
 
 class TrainLog:

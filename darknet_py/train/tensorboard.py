@@ -1,7 +1,8 @@
 """TensorBoard event files for ``detector train`` (the optional ``tensorboard`` package).
 
-Scalars per iteration: ``loss/darknet`` (Darknet's loss, the printed one), ``loss/avg``
-(Darknet's running average), ``loss/head<i>`` (each head's share), ``head<i>/<statistic>``
+Scalars per iteration: ``loss/darknet`` (Darknet's loss, the printed one: the mean of the
+heads' costs per image), ``loss/avg`` (Darknet's running average), ``loss/head<i>`` (each
+head's cost per image), ``head<i>/<statistic>``
 (the figures of Darknet's "Region" lines: Avg IOU, Class, Obj, No Obj, .5R, .75R, count),
 ``learning_rate``; ``mAP@0.5`` when validated, with the precision-recall chart as a figure;
 once, the first augmented mini-batch of the run with its truth boxes.
@@ -14,7 +15,7 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-HOW_TO_GET = "pip install 'darknet-py[tensorboard]'"
+HOW_TO_GET = "pip install 'darknet-torch[tensorboard]'"
 # the statistics of Darknet's "Region %d Avg IOU: ..." line: (name in TensorBoard, HeadStats field)
 HEAD_STATISTICS = (("avg_iou", "avg_iou"), ("class", "cls"), ("obj", "obj"), ("no_obj", "no_obj"),
                    (".5R", "recall50"), (".75R", "recall75"), ("count", "count"))

@@ -13,10 +13,11 @@ import contextlib
 import logging
 import math
 import os
+import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, TextIO
 
 import numpy as np
 import torch
@@ -32,13 +33,17 @@ from . import multiscale
 from .alexeyab_options import check_training_options, net_section
 from .augment import Augment
 from .augment_alexeyab import AlexeyabAugment
-from .checkpoint import load_state, save_checkpoint, state_path
+from .amp import amp_plan
+from .checkpoint import load_state, save_checkpoint, save_checkpoint_staged, state_path
+from .console import Banner, start_line
 from .guard import NonFiniteUpdate, guarded_step
-from .samples import TrainingSamples, collate
-from .ema import WeightsEma
-from .log import TrainLog
 from .deltas import head_delta, trainable
+from .ema import WeightsEma
+from .interrupt import Interrupted, StopOnSignal, TrainingInterrupted
+from .map_schedule import MapSchedule, spacing
+from .samples import TrainingSamples, collate
 from .schedule import learning_rate, uniform_draw
+from .watch import Watch, WatchOptions
 
 log = logging.getLogger(__name__)
 
@@ -49,9 +54,6 @@ LARGEST_SIZE = 608  # ... and 608 for the last LAST_AT_LARGEST iterations
 LAST_AT_LARGEST = 200
 EARLY_CHECKPOINT_EVERY, EARLY_CHECKPOINTS_UNTIL = 100, 1000  # <cfg>_N.weights: every 100 below 1000,
 CHECKPOINT_EVERY = 10000  # then every 10000
-AVG_LOSS_KEEP = 0.9  # avg_loss = avg_loss*.9 + loss*.1
-# this project's: validation every 4 epochs, at least 100 iterations apart
-VALID_EVERY_EPOCHS, VALID_EVERY_MIN = 4, 100
 # tags of the random streams default_rng((seed, n, tag)) (schedule.py's policy=random uses 7)
 STREAM_ORDER, STREAM_SIZE = 1, 3
 
@@ -67,12 +69,16 @@ class TrainOptions:
     mixup: float = 0.0  # probability of a geometry-preserving mixup per image
     label_smoothing: float = 0.0
     multi_scale: bool = False  # as random=1 in the last head: 320..608 every 10 iterations
-    amp: bool = False  # bfloat16 autocast
+    amp: bool = False  # mixed precision where the device makes it pay (amp.py)
     sync_bn: bool = False  # batch statistics over all processes of a distributed run
     last_every: int = 100  # iterations between _last.weights saves
     valid_every: int | None = None  # None: every 4 epochs (at least 100 iterations) with valid=
+    calc_map: bool = False  # AlexeyAB's -map: mAP also without valid= (on the training list), its lines
     max_bad_steps: int = 3  # consecutive non-finite losses before the run stops
-    progress: bool = True
+    progress: bool = True  # the bar on a terminal (else Darknet's line per iteration)
+    verbose: bool = False  # Darknet's lines even on a terminal
+    tensorboard: str | None = None  # event folder (default <backup>/tensorboard/<cfg>, when installed)
+    console: TextIO | None = None  # where the banner and lines go (default sys.stdout)
     device: str | None = None
     callback: Callable | None = None  # called with the trainer after every iteration
 
@@ -84,9 +90,11 @@ class UpdateRecord:
     iteration: int  # Darknet's get_current_batch after the update
     seen: int
     rate: float
-    loss: float  # what train_network returns
+    loss: float  # what train_network returns: the mean of head_losses
+    head_losses: dict = field(default_factory=dict)  # layer index -> that head's cost per image
     head_stats: list = field(default_factory=list)  # (layer index, HeadStats) per head per mini-batch
     skipped: str | None = None  # why the update was skipped (weights and statistics kept)
+    overflow: bool = False  # skipped by float16's gradient scaler, which lowered its scale (not an error)
 
 
 @dataclass
@@ -137,8 +145,12 @@ class Trainer:
         if not 0 <= options.seed < 2**64:  # what numpy's and torch's generators take
             raise TrainingError(f"seed={options.seed} is outside 0 .. 2**64 - 1")
         self.data = DataConfig.from_file(data_file) if data_file is not None else None
+        self.weights = weights
+        self.cut = None  # layers a cut weights file (darknet53.conv.74) holds
+        self.signals = StopOnSignal()  # run() installs it; step() holds signals while applying an update
         self._setup_network(cfg, weights, overrides)
         self.best_map = None
+        self.avg_loss = None  # Darknet's running average, carried in the sidecar
         if weights is not None and not options.clear:
             self._resume(weights)
         if self.data is not None:
@@ -178,7 +190,8 @@ class Trainer:
                                 f"x {self.world} processes")
         self.mini = self.batch // self.subdivisions  # images per forward, over all processes
         self.local = self.mini // self.world
-        self.random = options.multi_scale or bool(getattr(self.net.layers[-1], "random", 0))
+        last = self.net.layers[-1]  # train_detector reads the last layer's random=
+        self.random = options.multi_scale or (trainable(last) and bool(last.settings.random))
         # value, gradient and a saved intermediate per activation; parameter, gradient, momentum
         # the last iteration trains at the largest multi-scale size (either fork's rule)
         check_budget(self.net, self.local, 3, self.size_at(self.cfg.max_batches - 1) if self.random else None)
@@ -191,11 +204,14 @@ class Trainer:
                 if hasattr(layer, "sync_group"):
                     layer.sync_group = dist.group.WORLD
         self.net.to(self.device).train()
+        self.amp = amp_plan(options.amp, self.device)
+        self.scaler = torch.amp.GradScaler(self.device.type) if self.amp.scaler else None
         self.model = self.net
-        if self.world > 1:
-            self.model = torch.nn.parallel.DistributedDataParallel(self.net, broadcast_buffers=False)
+        if self.world > 1:  # every process starts from the same weights and statistics
+            self.model = torch.nn.parallel.DistributedDataParallel(self.net, forward_sync_buffers=False)
         self.optimizer = self._optimizer()
         self.ema = WeightsEma(self.net, self.cfg.ema_alpha) if self.cfg.ema_alpha else None
+        self.last_record: UpdateRecord | None = None  # what the latest update did
 
     def _resume(self, weights):
         """The optimizer's momentum, best mAP and EMA from the ``.state`` sidecar of ``weights``."""
@@ -203,6 +219,7 @@ class Trainer:
         if state is not None:
             self.optimizer.load_state_dict(state["optimizer"])
             self.best_map = state.get("best_map")
+            self.avg_loss = state.get("avg_loss")
             if self.ema is not None and state.get("ema") is not None:
                 self.ema.load(state["ema"], state_path(weights))
 
@@ -222,9 +239,8 @@ class Trainer:
         else:
             augment = Augment.from_net(self.cfg, last, flip=bool(self.cfg.flip), mixup=options.mixup)
         self.samples = TrainingSamples(self.source, self.cfg.width, self.cfg.height, augment,
-                                       last.max_boxes, options.seed)
+                                       last.settings.max_boxes, options.seed)
         self.reported: set = set()
-        self.avg_loss = None
         self._valid_source = None
 
     def _check_trainable(self):
@@ -234,11 +250,11 @@ class Trainer:
             layer = self.net.layers[i]
             if not trainable(layer):
                 raise TrainingError(f"layer {i} ({self.net.describe(i)}): training this head type is not supported")
-            resize = getattr(layer, "resize", 1.0)
-            if self.net.fork != "alexeyab" and (resize != 1.0 or layer.random not in (0, 1)):
+            resize = layer.settings.resize
+            if self.net.fork != "alexeyab" and (resize != 1.0 or layer.settings.random not in (0, 1)):
                 # AlexeyAB's data pipeline (augment_alexeyab.py, multiscale.py) reads these
                 raise TrainingError(f"layer {i} ({self.net.describe(i)}): resize={resize:g} and "
-                                    f"random={layer.random:g} need AlexeyAB's data pipeline; this cfg "
+                                    f"random={layer.settings.random:g} need AlexeyAB's data pipeline; this cfg "
                                     f"trains as {self.net.fork}'s (set fork=alexeyab)")
             if self.data is not None and layer.classes < self.data.classes:
                 raise TrainingError(f"layer {i} ({self.net.describe(i)}) has classes={layer.classes}, "
@@ -257,12 +273,14 @@ class Trainer:
         exact size; anything else is refused by read_weights with the reason."""
         cutoff = layers_in_file(self.net, weights)
         self.net.load_weights(weights, cutoff)
-        if cutoff is not None and cutoff < len(self.net.layers):
+        rest = self.net.layers[cutoff:] if cutoff is not None else []
+        self.cut = cutoff if any(next(layer.parameters(), None) is not None for layer in rest) else None
+        if self.cut is not None:
             log.info("%s holds layers 0..%d; the rest start from Darknet's initialisation", weights, cutoff - 1)
 
     def _freeze(self) -> int:
         """``stopbackward`` stops Darknet's backward pass at that layer: it and everything before
-        it get no gradient (here: no update at all)."""
+        it get no gradient. ``update_network`` still updates them: see ``_optimizer``."""
         stops = [i for i, f in enumerate(self.net.flags) if f.stopbackward]
         last = max(stops, default=-1)
         for layer in self.net.layers[:last + 1]:
@@ -270,14 +288,21 @@ class Trainer:
         return last
 
     def _optimizer(self):
+        """SGD in groups of (layer learning_rate scale, decayed or not). Weights of frozen layers
+        are in it too: Darknet's update_network runs for every layer, so a weight without a
+        gradient still decays (``weight_updates -= decay*batch*w``, with momentum); biases and
+        scales without a gradient stay as they are."""
         groups = {}
+        self.decay_only = []  # frozen weights: a zero gradient before each step
         for i, layer in enumerate(self.net.layers):
             scale = self.net.flags[i].learning_rate_scale
             for name, p in layer.named_parameters():
-                if p.requires_grad:
-                    decay = name.rsplit(".", 1)[-1] == "weights"  # Darknet decays weights only
+                decay = name.rsplit(".", 1)[-1] == "weights"  # Darknet decays weights only
+                if p.requires_grad or decay:
                     groups.setdefault((scale, decay), []).append(p)
-        if not groups:
+                if decay and not p.requires_grad:
+                    self.decay_only.append(p)
+        if not any(p.requires_grad for ps in groups.values() for p in ps):
             raise TrainingError(f"{self.net.cfg_file}: every layer is frozen (stopbackward)")
         return torch.optim.SGD([{"params": ps, "lr_scale": scale,
                                  "weight_decay": self.cfg.decay if decay else 0.0}
@@ -292,7 +317,7 @@ class Trainer:
             return self.cfg.width, self.cfg.height
         rng = np.random.default_rng((self.options.seed, iteration // RESIZE_EVERY, STREAM_SIZE))
         if self.cfg.fork == "alexeyab":
-            return multiscale.size_at(getattr(self.net.layers[self.net.heads[-1]], "random", 0), self.cfg.width,
+            return multiscale.size_at(self.net.layers[self.net.heads[-1]].settings.random, self.cfg.width,
                                       self.cfg.height, self.cfg.resize_step, iteration, self.cfg.max_batches, rng)
         if iteration // RESIZE_EVERY * RESIZE_EVERY + LAST_AT_LARGEST > self.cfg.max_batches:
             return LARGEST_SIZE, LARGEST_SIZE
@@ -340,14 +365,59 @@ class Trainer:
     def step(self, minibatches) -> UpdateRecord:
         """One update from ``subdivisions`` mini-batches of (images, truths with weights,
         problems): Darknet's ``train_network``. Advances ``iteration`` even when the update is
-        skipped (``record.skipped``), as the loop counts it."""
+        skipped (``record.skipped``), as the loop counts it. Interrupted before its end (Ctrl-C),
+        it leaves nothing behind: no gradients, the batch-norm statistics and ``seen`` of before."""
         batch_num = self.iteration + 1
         rate = learning_rate(self.cfg, batch_num, uniform_draw(self.options.seed, batch_num))
         for group in self.optimizer.param_groups:
             group["lr"] = rate * group["lr_scale"]
         saved_stats = [b.clone() for b in self.net.buffers()]
-        cost = torch.zeros((), dtype=torch.float64)
+        try:
+            costs, head_stats, finite = self._forward_backward(minibatches)
+            total = torch.cat([costs, costs.new_tensor([float(not finite)])])
+            if self.world > 1:
+                dist.all_reduce(total)
+        except BaseException:
+            self._undo(saved_stats)
+            raise
+        # calc_network_cost: the mean of the cost layers' costs; train_network: per image
+        head_losses = dict(zip(self.net.heads, (total[:-1] / self.batch).tolist()))
+        loss = sum(head_losses.values()) / len(head_losses)
+        record = UpdateRecord(batch_num, self.net.seen, rate, loss, head_losses, head_stats)
+        with self.signals.deferred():  # an update is applied whole, with its bookkeeping, or not at all
+            if total[-1] > 0 or not math.isfinite(loss):
+                record.skipped = f"loss is {loss}" if not math.isfinite(loss) else \
+                    f"gradients are not finite (loss {loss:g})"
+                if self.scaler is not None:
+                    self.scaler.update()  # after an overflow: a lower scale next time
+                    if math.isfinite(loss):
+                        record.overflow = True
+                        record.skipped = (f"float16 gradients overflowed; loss scale lowered to "
+                                          f"{self.scaler.get_scale():g}")
+            else:
+                for p in self.decay_only:  # update_network decays what backward_network skipped
+                    p.grad = torch.zeros_like(p)
+                try:
+                    guarded_step(self.optimizer, {id(p): n for n, p in self.net.named_parameters()})
+                except NonFiniteUpdate as e:  # undone: weights and momentum as before the step
+                    record.skipped = e.reason
+                if self.scaler is not None:
+                    self.scaler.update()
+            if record.skipped:
+                self._undo(saved_stats, keep_seen=True)  # batch-norm statistics from before the bad forward
+            self.optimizer.zero_grad(set_to_none=True)
+            self.iteration = batch_num
+            if self.ema is not None:
+                self.ema.step(self.iteration)
+            self.last_record = record
+        return record
+
+    def _forward_backward(self, minibatches):
+        """Forward, Darknet's deltas and backward for each mini-batch (gradients accumulate):
+        (each head's summed cost, (head, HeadStats) pairs, whether the gradients are finite)."""
+        costs = torch.zeros(len(self.net.heads), dtype=torch.float64)  # l.cost summed per head
         head_stats = []
+        amp = self.amp
         for s, (images, truths, problems) in enumerate(minibatches):
             self._report_problems(problems)
             self.net.seen += self.mini
@@ -355,39 +425,30 @@ class Trainer:
             last = s == len(minibatches) - 1
             sync = contextlib.nullcontext() if last or self.world == 1 else self.model.no_sync()
             with sync:
-                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.options.amp):
+                with torch.autocast(self.device.type, dtype=amp.dtype, enabled=amp.enabled):
                     outputs = self.model(images)
                 surrogate = 0.0
-                for index, x in zip(self.net.heads, outputs):
+                for k, (index, x) in enumerate(zip(self.net.heads, outputs)):
                     x = x.float()
                     delta, stats = head_delta(self.net.layers[index], x, truths, images.shape[3],
                                               images.shape[2], self.net.seen, self.options.label_smoothing)
                     surrogate = surrogate - (delta * x).sum()
-                    cost += stats.cost
+                    costs[k] += stats.cost
                     head_stats.append((index, stats))
-                (surrogate * (self.world / self.batch)).backward()
-        total = torch.tensor([cost.item(), float(not self._grads_finite())])
-        if self.world > 1:
-            dist.all_reduce(total)
-        loss = total[0].item() / self.batch
-        record = UpdateRecord(batch_num, self.net.seen, rate, loss, head_stats)
-        if total[1] > 0 or not math.isfinite(loss):
-            record.skipped = f"loss is {loss}" if not math.isfinite(loss) else \
-                f"gradients are not finite (loss {loss:g})"
-        else:
-            try:
-                guarded_step(self.optimizer, {id(p): n for n, p in self.net.named_parameters()})
-            except NonFiniteUpdate as e:  # undone: weights and momentum as before the step
-                record.skipped = e.reason
-        if record.skipped:
-            with torch.no_grad():
-                for b, old in zip(self.net.buffers(), saved_stats):
-                    b.copy_(old)  # batch-norm statistics from before the bad forward
+                surrogate = surrogate * (self.world / self.batch)
+                (self.scaler.scale(surrogate) if self.scaler is not None else surrogate).backward()
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)
+        return costs, head_stats, self._grads_finite()
+
+    def _undo(self, saved_stats, keep_seen: bool = False):
+        """Drop an update's gradients and batch-norm statistics (and, unless kept, its ``seen``)."""
         self.optimizer.zero_grad(set_to_none=True)
-        self.iteration = batch_num
-        if self.ema is not None:
-            self.ema.step(self.iteration)
-        return record
+        with torch.no_grad():
+            for b, old in zip(self.net.buffers(), saved_stats):
+                b.copy_(old)
+        if not keep_seen:
+            self.net.seen = self.iteration * self.batch
 
     def _grads_finite(self) -> bool:
         grads = [p.grad for p in self.net.parameters() if p.grad is not None]
@@ -400,127 +461,183 @@ class Trainer:
                 log.warning("%s: %s; skipped", path, reason)
 
     # -- the loop ------------------------------------------------------------------------------
-    def checkpoint(self, suffix: str) -> Path:
+    def checkpoint(self, suffix: str, staged: bool = False) -> Path:
+        """``<cfg>_<suffix>.weights`` and its sidecar (rank 0 writes); ``staged``: both renamed
+        into place together, signals held (checkpoint.save_checkpoint_staged)."""
         path = self.backup / f"{self.name}_{suffix}.weights"
         if self.rank == 0:
-            extra = {"best_map": self.best_map}
+            extra = {"best_map": self.best_map, "avg_loss": self.avg_loss}
             if self.ema is not None:
                 extra["ema"] = self.ema.state()
-            save_checkpoint(self.net, path, self.optimizer, extra)
+            if staged:
+                save_checkpoint_staged(self.net, path, self.optimizer, extra, self.signals.deferred)
+            else:
+                save_checkpoint(self.net, path, self.optimizer, extra)
             if suffix == "last" and self.ema is not None and self.ema.initialized():
                 self.ema.save(self.backup / f"{self.name}_ema.weights")  # as AlexeyAB, beside _last
         return path
 
-    def valid_every(self) -> int:
-        if self.options.valid_every is not None:
-            return self.options.valid_every
-        if not self.data.valid:
-            return 0
-        return max(VALID_EVERY_MIN, VALID_EVERY_EPOCHS * len(self.source) // self.batch)
+    def map_schedule(self) -> MapSchedule:
+        """AlexeyAB's mAP schedule (map_schedule.py): with -map, or when the .data file has
+        valid=; ``--valid-every`` sets the spacing (0: never)."""
+        every = self.options.valid_every
+        if every is None:
+            every = spacing(len(self.source), self.batch) if (self.data.valid or self.options.calc_map) else 0
+        return MapSchedule(every, self.cfg.burn_in, self.cfg.max_batches, self.iteration)
 
-    def validate(self) -> float:
-        from ..validate import validate_map
+    def valid_source(self):
+        """The valid= images (AlexeyAB's -map without valid=: the training list)."""
         if self._valid_source is None:
-            self._valid_source = open_dataset(self.data, "valid", Problems(known=self.problems))
+            self._valid_source = (open_dataset(self.data, "valid", Problems(known=self.problems))
+                                  if self.data.valid else self.source)
+        return self._valid_source
+
+    def validate(self):
+        """Darknet's mAP figures (``evaluate.MapResult``) of the network on the validation images."""
+        from ..validate import validate_map
         self.net.eval()
         try:
-            result = validate_map(self.net, self._valid_source, self.data.names, progress=self.options.progress,
-                                  reported=self.reported)
+            return validate_map(self.net, self.valid_source(), self.data.names,
+                                progress=self.watch.console.bar_wanted if self.watch else self.options.progress,
+                                reported=self.reported)
         finally:
             self.net.train()
-        return result.map
+
+    def banner(self, schedule: MapSchedule) -> Banner:
+        cfg = self.cfg
+        skipped = self.problems.summary().splitlines()[0] if self.problems.summary() else ""
+        if not schedule.every:
+            valid = "valid: no mAP during training" + ("" if self.data.valid else " (no valid= in the .data file)")
+        else:
+            source = self.valid_source()
+            where = f"{len(source)} images from {self.data.valid}" if self.data.valid else \
+                "no valid= list: the training images, as AlexeyAB's -map"
+            valid = f"valid: {where}; mAP@0.5 every {schedule.every} iterations, the first at {schedule.next}"
+        extras = (self.amp.note,) if self.amp.note else ()
+        return Banner(self.name, cfg.fork, cfg.fork_reason, cfg.learning_rate, cfg.momentum, cfg.decay,
+                      len(self.source), str(self.data.train), skipped, valid,
+                      start_line(self.iteration, self.weights, self.options.clear, self.cut),
+                      str(self.backup), extras)
 
     def run(self) -> TrainResult:
         """``train_detector``'s loop: updates from the dataset until ``max_batches``, with
-        validation, checkpoints and a report per iteration."""
-        from tqdm import tqdm
+        validation, checkpoints and a report per iteration. Ctrl-C or SIGTERM ends it cleanly:
+        the unfinished update is dropped, ``_last`` written, ``TrainingInterrupted`` raised."""
         if self.data is None:
             raise TrainingError("run() needs a .data file: Trainer(data_file, cfg, ...)")
         opts = self.options
-        if self.rank == 0:  # a read-only or missing-and-uncreatable folder fails now, not at the first save
+        speaks = self.rank == 0
+        if speaks:  # a read-only or missing-and-uncreatable folder fails now, not at the first save
             check_writable_folder(self.backup, TrainingError, what="backup folder")
-        record_log = TrainLog(self.backup, self.name) if self.rank == 0 else None
-        if record_log:
-            record_log.drop_after(self.iteration)
         result = TrainResult(self.iteration, self.net.seen, best_map=self.best_map)
-        every = self.valid_every()
-        bar = tqdm(total=self.cfg.max_batches, initial=self.iteration, unit="it",
-                   disable=not opts.progress or self.rank != 0, dynamic_ncols=True)
-        loader = iter(self._loader())
-        bad = 0
-        try:
-            while self.iteration < self.cfg.max_batches:
-                start = time.time()
-                record = self.step([next(loader) for _ in range(self.subdivisions)])
-                if record.skipped:
-                    bad += 1
-                    log.error("iteration %d: %s; update skipped, weights kept", record.iteration, record.skipped)
-                    if bad >= opts.max_bad_steps:
-                        raise TrainingError(
-                            f"iteration {record.iteration}: loss or gradients not finite {bad} times in a row; "
-                            f"stopped. The last good weights are in {self.backup / (self.name + '_last.weights')}")
-                    record.loss = float("nan")
-                else:
-                    bad = 0
-                value = None
-                if every and (self.iteration % every == 0 or self.iteration == self.cfg.max_batches):
-                    if self.rank == 0:
-                        value = self.validate()
-                        if self.best_map is None or value > self.best_map:
-                            self.best_map = result.best_map = value
-                            self.checkpoint("best")
-                    if self.world > 1:
-                        dist.barrier()
-                result.losses.append(record.loss)
-                self.report(record, time.time() - start, value, bar, record_log)
-                if self.iteration % opts.last_every == 0:
-                    self.checkpoint("last")
-                    if record_log:
-                        record_log.chart(self.cfg.max_batches)
-                if self.iteration % CHECKPOINT_EVERY == 0 or (self.iteration < EARLY_CHECKPOINTS_UNTIL and
-                                                               self.iteration % EARLY_CHECKPOINT_EVERY == 0):
-                    self.checkpoint(str(self.iteration))
-                if opts.callback:
-                    opts.callback(self)
-        except OSError as e:  # a full disk under the CSV log, a chart, the EMA file
-            last = self.backup / f"{self.name}_last.weights"
-            raise TrainingError(f"iteration {self.iteration}: {write_failure(e, self.backup)}; the last good "
-                                f"checkpoint is {last if last.is_file() else 'not written yet'}") from None
-        except KeyboardInterrupt:
-            # mid-update: drop the unfinished update's images so that seen and iteration agree
-            self.net.seen = self.iteration * self.batch
-            self.checkpoint("last")
-            raise
-        finally:
-            bar.close()
+        schedule = self.map_schedule()
+        self.watch = Watch(self.name, self.backup, self.cfg.max_batches, self.batch, self.iteration, self.avg_loss,
+                           WatchOptions(speaks=speaks, progress=opts.progress, verbose=opts.verbose,
+                                        tensorboard=opts.tensorboard, stream=opts.console), self.world)
+        with self.signals:
+            try:
+                self.watch.start(self.banner(schedule) if speaks else None, self.iteration, self._batch_picture)
+                self._loop(schedule, result)
+            except OSError as e:  # a full disk under the CSV log, a chart, the EMA file
+                last = self.backup / f"{self.name}_last.weights"
+                raise TrainingError(f"iteration {self.iteration}: {write_failure(e, self.backup)}; the last good "
+                                    f"checkpoint is {last if last.is_file() else 'not written yet'}") from None
+            except Interrupted as e:
+                raise self._interrupted(e.signum) from None
+            except KeyboardInterrupt:  # raised by other code (a callback): saved the same way, passed on
+                self._interrupted(signal.SIGINT)
+                raise
+            finally:
+                self.watch.close()
         self.checkpoint("last")
         result.final = self.checkpoint("final")
-        if record_log:
-            record_log.chart(self.cfg.max_batches)
+        self.watch.chart()
         result.iteration, result.seen = self.iteration, self.net.seen
         return result
 
-    def report(self, record: UpdateRecord, seconds: float, map_value, bar, record_log):
-        """The one place an iteration is reported: per-head lines in the log, the progress bar
-        and the CSV row."""
-        if log.isEnabledFor(logging.INFO):
-            for index, stats in record.head_stats:
-                log.info("Region %d Avg IOU: %f, Class: %f, Obj: %f, No Obj: %f, .5R: %f, .75R: %f,  "
-                         "count: %d", index, stats.avg_iou, stats.cls, stats.obj, stats.no_obj,
-                         stats.recall50, stats.recall75, stats.count)
-        loss = record.loss
-        if math.isfinite(loss):
-            self.avg_loss = loss if self.avg_loss is None else \
-                self.avg_loss * AVG_LOSS_KEEP + loss * (1 - AVG_LOSS_KEEP)
-        row = dict(iteration=record.iteration, seen=record.seen, loss=f"{loss:.6f}",
-                   avg_loss=f"{self.avg_loss if self.avg_loss is not None else loss:.6f}",
-                   rate=f"{record.rate:.8g}", images_per_s=f"{self.batch / seconds:.2f}",
-                   seconds=f"{seconds:.3f}", map="" if map_value is None else f"{map_value:.6f}")
-        bar.update(1)
-        bar.set_postfix(loss=f"{loss:.3f}", avg=row["avg_loss"], rate=row["rate"],
-                        img_s=row["images_per_s"], refresh=False)
-        if record_log:
-            record_log.append(row)
+    def _loop(self, schedule: MapSchedule, result: TrainResult) -> None:
+        opts = self.options
+        loader = iter(self._loader())
+        bad = 0
+        while self.iteration < self.cfg.max_batches:
+            start = time.time()
+            record = self.step([next(loader) for _ in range(self.subdivisions)])
+            if record.skipped:
+                bad += 0 if record.overflow else 1
+                log.log(logging.INFO if record.overflow else logging.ERROR,
+                        "iteration %d: %s; update skipped, weights kept", record.iteration, record.skipped)
+                if bad >= opts.max_bad_steps:
+                    raise TrainingError(
+                        f"iteration {record.iteration}: loss or gradients not finite {bad} times in a row; "
+                        f"stopped. The last good weights are in {self.backup / (self.name + '_last.weights')}")
+                record.loss = float("nan")
+            else:
+                bad = 0
+            if opts.calc_map:  # AlexeyAB's lines before the iteration's
+                self.watch.map_lines(schedule.next, self.last_map, self.best_map)
+            validation, best = None, False
+            if schedule.due(self.iteration):
+                if self.rank == 0:
+                    validation = self.validate()
+                    self.last_map = validation.map
+                    if self.best_map is None or validation.map > self.best_map:
+                        self.best_map = result.best_map = validation.map
+                        best = True
+                        self.checkpoint("best")
+                if self.world > 1:
+                    dist.barrier()
+            result.losses.append(record.loss)
+            self.report(record, time.time() - start, validation, best)
+            if self.iteration % opts.last_every == 0:
+                self.checkpoint("last")
+                self.watch.chart()
+            if self.iteration % CHECKPOINT_EVERY == 0 or (self.iteration < EARLY_CHECKPOINTS_UNTIL and
+                                                           self.iteration % EARLY_CHECKPOINT_EVERY == 0):
+                self.checkpoint(str(self.iteration))
+            if opts.callback:
+                opts.callback(self)
+
+    last_map = None  # the latest mAP measured in this run
+    watch = None  # the run's console, CSV, chart and TensorBoard (watch.py), while run() runs
+
+    def report(self, record: UpdateRecord, seconds: float, validation=None, best: bool = False) -> None:
+        """The one place an iteration is reported: the console, the CSV, TensorBoard (watch.py);
+        the running average loss goes on from there into the checkpoints."""
+        with self.signals.deferred():  # a CSV row is written whole
+            self.watch.iteration(record, seconds, validation, best)
+        self.avg_loss = self.watch.avg_loss
+
+    def _interrupted(self, signum: int) -> TrainingInterrupted:
+        """After a stop signal: ``_last`` for the updates done (a second signal gives the save up,
+        leaving the previous ``_last`` as it was)."""
+        self.net.seen = self.iteration * self.batch
+        last = self.backup / f"{self.name}_last.weights"
+        try:
+            self.checkpoint("last", staged=True)  # the chart waits for the resume: out quickly
+            saved = True
+        except Interrupted:
+            saved = False
+        return TrainingInterrupted(signum, self.iteration, last, saved, speaks=self.rank == 0)
+
+    def first_samples(self, count: int | None = None):
+        """The first ``count`` samples (default: one mini-batch) this run will train on, in its
+        own order and sizes, from its iteration on: (images (n, 3, h, w), truths (n, max_boxes, 6));
+        images that do not decode are reported as the loop reports them."""
+        count = count or self.mini
+        keys = []
+        for minibatch in self.sample_keys():
+            keys += minibatch[:count - len(keys)]
+            if len(keys) == count:
+                break
+        images, truths, problems = collate([self.samples[key] for key in keys])
+        self._report_problems(problems)
+        return images, truths
+
+    def _batch_picture(self):
+        """The first augmented mini-batch with its boxes (TensorBoard's picture), as BGR."""
+        from ..draw import batch_grid
+        images, truths = self.first_samples()
+        return batch_grid(images.numpy(), truths.numpy(), self.data.names, self.data.classes)
 
 
 def train(data_file, cfg, weights=None, *, overrides=(), options: TrainOptions | None = None) -> TrainResult:

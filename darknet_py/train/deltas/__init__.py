@@ -29,7 +29,7 @@ __all__ = ["DELTAS", "HeadStats", "head_delta", "trainable"]
 
 def _yolo(layer, x, truths, net_w, net_h, seen, label_smoothing):
     """pjreddie's deltas, or AlexeyAB's when the section sets any of its options."""
-    delta = yolo_delta_alexeyab if layer.alexeyab else yolo_delta
+    delta = yolo_delta_alexeyab if layer.settings.alexeyab else yolo_delta
     return delta(layer, x, truths, net_w, net_h, label_smoothing)
 
 

@@ -40,7 +40,7 @@ class Write:
 def _pred_boxes(layer, out, cj, ci, anchor_w, anchor_h, lw, lh, net_w, net_h):
     """get_yolo_box for the given outputs (K, 4)."""
     x, y = (ci + out[:, 0]) / lw, (cj + out[:, 1]) / lh
-    if layer.new_coords:
+    if layer.settings.new_coords:
         w = out[:, 2] * out[:, 2] * 4 * anchor_w / net_w
         h = out[:, 3] * out[:, 3] * 4 * anchor_h / net_h
     else:
@@ -53,9 +53,9 @@ def _box_delta(layer, truth, out, ci, cj, anchor_w, anchor_h, lw, lh, net_w, net
     """delta_yolo_box (accumulate=1): the (K, 4) delta to add, and the IoU and GIoU of the prediction."""
     pred = _pred_boxes(layer, out, cj, ci, anchor_w, anchor_h, lw, lh, net_w, net_h)
     iou, giou = iou_of("iou", pred, truth), iou_of("giou", pred, truth)
-    if layer.iou_loss == "mse":
+    if layer.settings.iou_loss == "mse":
         scale = 2 - truth[2] * truth[3]
-        if layer.new_coords:
+        if layer.settings.new_coords:
             tw, th = torch.sqrt(truth[2] * net_w / (4 * anchor_w)), torch.sqrt(truth[3] * net_h / (4 * anchor_h))
         else:
             tw, th = torch.log(truth[2] * net_w / anchor_w), torch.log(truth[3] * net_h / anchor_h)
@@ -63,12 +63,12 @@ def _box_delta(layer, truth, out, ci, cj, anchor_w, anchor_h, lw, lh, net_w, net
         d = [scale * (g - out[:, k]) * normalizer for k, g in enumerate(goal)]
     else:
         pw, ph = (torch.where(v == 0, 1, v) for v in pred[2:])  # avoid nan in dx_box_iou
-        d = dx_box_iou((pred[0], pred[1], pw, ph), truth, layer.iou_loss)
-        if not layer.new_coords:  # exp() of the w, h outputs; new_coords applies no factor
+        d = dx_box_iou((pred[0], pred[1], pw, ph), truth, layer.settings.iou_loss)
+        if not layer.settings.new_coords:  # exp() of the w, h outputs; new_coords applies no factor
             d[2], d[3] = d[2] * torch.exp(out[:, 2]), d[3] * torch.exp(out[:, 3])
         d = [torch.nan_to_num(v * normalizer, nan=0.0, posinf=0.0, neginf=0.0) for v in d]  # fix_nan_inf
-        if math.isfinite(layer.max_delta):
-            d = [v.clamp(-layer.max_delta, layer.max_delta) for v in d]
+        if math.isfinite(layer.settings.max_delta):
+            d = [v.clamp(-layer.settings.max_delta, layer.settings.max_delta) for v in d]
     return torch.stack(d, 1) * weight[:, None], iou, giou
 
 
@@ -88,14 +88,14 @@ def class_writes(layer, cls_out, cls, weight, multiplier, eps):
     pos, neg = smoothed_targets(eps) if eps else (1.0, 0.0)
     single = (pos - own) * multiplier
     onehot = torch.nn.functional.one_hot(cls, classes).to(cls_out.dtype)
-    if getattr(layer, "focal_loss", 0):  # [Gaussian_yolo] has none
+    if layer.settings.focal_loss:  # 0 for [Gaussian_yolo], whose parser has no focal_loss
         pt = own + 1e-15
         grad = -(1 - pt) * (2 * pt * torch.log(pt) + pt - 1)
         full = (onehot - cls_out) * (FOCAL_ALPHA * grad)[:, None]
     else:
         full = onehot * pos + (1 - onehot) * neg - cls_out
-        if layer.classes_multipliers is not None:
-            full = torch.where(onehot.bool(), full * (multiplier * layer.cls_normalizer)[:, None], full)
+        if layer.settings.classes_multipliers is not None:
+            full = torch.where(onehot.bool(), full * (multiplier * layer.settings.cls_normalizer)[:, None], full)
     return full * weight[:, None], single * weight, own
 
 
@@ -118,8 +118,8 @@ def assigned_anchors(layer, t, valid, anchors, net_w, net_h):
     masked = (mask_of >= 0)[None, None, :]
     best = masked & (every == best_n[..., None])
     extra = masked & (every != best_n[..., None])
-    if layer.iou_thresh < 1:
-        extra &= iou_of(layer.iou_thresh_kind, (zero, zero, anchor_w, anchor_h), shape) > layer.iou_thresh
+    if layer.settings.iou_thresh < 1:
+        extra &= iou_of(layer.settings.iou_thresh_kind, (zero, zero, anchor_w, anchor_h), shape) > layer.settings.iou_thresh
     else:
         extra = torch.zeros_like(extra)
     wb, wt, wn = ((best | extra) & valid[..., None]).nonzero(as_tuple=True)
@@ -144,12 +144,12 @@ class HeadInputs(NamedTuple):
 
 def head_inputs(layer, x, truths, label_smoothing) -> HeadInputs:
     x = x.detach()
-    t, valid, tcls = read_truths(truths, layer.max_boxes, layer.classes, x)
+    t, valid, tcls = read_truths(truths, layer.settings.max_boxes, layer.classes, x)
     return HeadInputs(x, layer.activate(x), t, valid, tcls,
                       torch.tensor(layer.anchors, dtype=x.dtype, device=x.device),
                       torch.tensor(layer.mask, device=x.device),
-                      torch.tensor(layer.classes_multipliers or [1.0] * layer.classes, dtype=x.dtype, device=x.device),
-                      grid(x), layer.label_smooth_eps or label_smoothing)
+                      torch.tensor(layer.settings.classes_multipliers or [1.0] * layer.classes, dtype=x.dtype, device=x.device),
+                      grid(x), layer.settings.label_smooth_eps or label_smoothing)
 
 
 def yolo_delta_alexeyab(layer, x, truths, net_w, net_h, label_smoothing=0.0):
@@ -164,36 +164,36 @@ def yolo_delta_alexeyab(layer, x, truths, net_w, net_h, label_smoothing=0.0):
         mult = mult_table[cls]
         o = out[cb, cn, :, cj, ci]
         box, iou, giou = _box_delta(layer, truth, o[:, :4], ci, cj, anchors[anchor, 0], anchors[anchor, 1],
-                                    lw, lh, net_w, net_h, layer.iou_normalizer * mult, weight)
+                                    lw, lh, net_w, net_h, layer.settings.iou_normalizer * mult, weight)
         full, single, own = class_writes(layer, o[:, 5:], cls, weight, mult, eps)
-        obj_delta = mult * layer.obj_normalizer * (1 - o[:, 4]) * weight
+        obj_delta = mult * layer.settings.obj_normalizer * (1 - o[:, 4]) * weight
         return Write(box, obj_delta, full, single, own, o[:, 4], iou, giou)
 
     # loop 1: every cell against its image's truths
-    all_w = (torch.exp(out[:, :, 2]) if not layer.new_coords else out[:, :, 2] * out[:, :, 2] * 4)
-    all_h = (torch.exp(out[:, :, 3]) if not layer.new_coords else out[:, :, 3] * out[:, :, 3] * 4)
+    all_w = (torch.exp(out[:, :, 2]) if not layer.settings.new_coords else out[:, :, 2] * out[:, :, 2] * 4)
+    all_h = (torch.exp(out[:, :, 3]) if not layer.settings.new_coords else out[:, :, 3] * out[:, :, 3] * 4)
     aw, ah = anchors[mask, 0].view(1, n, 1, 1), anchors[mask, 1].view(1, n, 1, 1)
     best_iou, best_t = best_truth((gi + out[:, :, 0]) / lw, (gj + out[:, :, 1]) / lh,
                                    all_w * aw / net_w, all_h * ah / net_h, t, valid)
     match = (out[:, :, 5:] > MATCH_THRESH).any(2)
     best_match = torch.where(match, best_iou, 0)
     delta = torch.zeros_like(x)
-    no_obj = layer.obj_normalizer * (0 - obj)
-    ignored = best_match > layer.ignore_thresh
-    if layer.objectness_smooth:
-        delta[:, :, 4] = torch.where(ignored, torch.maximum(no_obj, layer.obj_normalizer * (best_match - obj)), no_obj)
+    no_obj = layer.settings.obj_normalizer * (0 - obj)
+    ignored = best_match > layer.settings.ignore_thresh
+    if layer.settings.objectness_smooth:
+        delta[:, :, 4] = torch.where(ignored, torch.maximum(no_obj, layer.settings.obj_normalizer * (best_match - obj)), no_obj)
     else:
         delta[:, :, 4] = torch.where(ignored, 0, no_obj)
-    hb, hn, hj, hi = (best_iou > layer.truth_thresh).nonzero(as_tuple=True)
+    hb, hn, hj, hi = (best_iou > layer.settings.truth_thresh).nonzero(as_tuple=True)
     if hb.numel():
         ht = best_t[hb, hn, hj, hi]
         hit = writes_at(hb, hn, hj, hi, mask[hn], t[hb, ht], tcls[hb, ht])
         o = obj[hb, hn, hj, hi]
         biou = best_iou[hb, hn, hj, hi]
-        goal = biou * biou if layer.objectness_smooth else torch.ones_like(o)
-        delta[hb, hn, 4, hj, hi] = layer.obj_normalizer * (goal - o)
+        goal = biou * biou if layer.settings.objectness_smooth else torch.ones_like(o)
+        delta[hb, hn, 4, hj, hi] = layer.settings.obj_normalizer * (goal - o)
         full = hit.full
-        if layer.objectness_smooth:
+        if layer.settings.objectness_smooth:
             cls = tcls[hb, ht]
             own = out[hb, hn, 5 + cls, hj, hi]
             full = full.scatter(1, cls[:, None], (mult_table[cls] * (biou * biou - own))[:, None])
@@ -204,16 +204,16 @@ def yolo_delta_alexeyab(layer, x, truths, net_w, net_h, label_smoothing=0.0):
     cells = (wb, mask_of[wn], (t[wb, wt, 1] * lh).long().clamp_(0, lh - 1),
              (t[wb, wt, 0] * lw).long().clamp_(0, lw - 1))
     writes = writes_at(*cells, wn, t[wb, wt], tcls[wb, wt])
-    _apply(delta, cells, writes, tcls[wb, wt], bool(layer.objectness_smooth))
+    _apply(delta, cells, writes, tcls[wb, wt], bool(layer.settings.objectness_smooth))
 
-    if layer.iou_thresh < 1:  # averages_yolo_deltas where the objectness delta is not 0
+    if layer.settings.iou_thresh < 1:  # averages_yolo_deltas where the objectness delta is not 0
         positives = (delta[:, :, 5:] > 0).sum(2, keepdim=True)
         divide = (delta[:, :, 4:5] != 0) & (positives > 0)
         delta[:, :, :4] = torch.where(divide, delta[:, :, :4] / positives.clamp(min=1), delta[:, :, :4])
 
     stats = _stats(layer, x, delta, writes, obj)
-    if layer.delta_normalizer != 1:
-        delta = delta * layer.delta_normalizer
+    if layer.settings.delta_normalizer != 1:
+        delta = delta * layer.settings.delta_normalizer
     return delta, stats
 
 
@@ -239,11 +239,11 @@ def _stats(layer, x, delta, writes, obj):
     count = writes.iou.numel()
     per = 1 / count if count else 0.0
     total_sq = delta.square().sum(dtype=torch.float64)
-    if layer.show_details and layer.iou_loss != "mse":
+    if layer.settings.show_details and layer.settings.iou_loss != "mse":
         non_box = delta[:, :, 4:].square().sum(dtype=torch.float64)
-        losses = (1 - writes.giou) if layer.iou_loss == "giou" else (1 - writes.iou)
-        cost = layer.iou_normalizer * losses.sum(dtype=torch.float64) / max(count, 1) \
-            + layer.obj_normalizer * non_box
+        losses = (1 - writes.giou) if layer.settings.iou_loss == "giou" else (1 - writes.iou)
+        cost = layer.settings.iou_normalizer * losses.sum(dtype=torch.float64) / max(count, 1) \
+            + layer.settings.obj_normalizer * non_box
     else:
         cost = total_sq
     sums = torch.stack([writes.iou.sum(), writes.own.sum(), writes.out_obj.sum(), obj.sum(),

@@ -51,7 +51,7 @@ def _boxes(out, ci, cj, anchor_w, anchor_h, lw, lh, net_w, net_h, sign):
 def _box_delta(layer, truth, o, ci, cj, anchor_w, anchor_h, lw, lh, net_w, net_h, normalizer, weight):
     """delta_gaussian_yolo_box (accumulate=1) for K writes: the (K, 8) delta to add and the IoU
     it returns (the GIoU when iou_loss is not mse)."""
-    sign = CORNER[layer.yolo_point]
+    sign = CORNER[layer.settings.yolo_point]
     pred = _boxes(o, ci, cj, anchor_w, anchor_h, lw, lh, net_w, net_h, sign)
     scale = 2 - truth[2] * truth[3]
     goal = ((truth[0] - sign * truth[2] / 2) * lw - ci, (truth[1] - sign * truth[3] / 2) * lh - cj,
@@ -65,18 +65,18 @@ def _box_delta(layer, truth, o, ci, cj, anchor_w, anchor_h, lw, lh, net_w, net_h
         temp = 0.5 / (normal + EPSI) * normal * scale
         mean.append(temp * in_exp * (1 / s))
         sigma.append(temp * (in_exp_2 / s - 1 / (s + SIGMA_CONST)))
-    if layer.iou_loss == "mse":
+    if layer.settings.iou_loss == "mse":
         iou = iou_of("iou", pred, truth)
     else:
         iou = iou_of("giou", pred, truth)
         pw, ph = (torch.where(v == 0, 1, v) for v in pred[2:])
-        mean = dx_box_iou((pred[0], pred[1], pw, ph), truth, layer.iou_loss)
+        mean = dx_box_iou((pred[0], pred[1], pw, ph), truth, layer.settings.iou_loss)
         mean[0], mean[1] = mean[0] - sign * mean[2] / 2, mean[1] - sign * mean[3] / 2
         mean[2], mean[3] = mean[2] * torch.exp(o[:, 4]), mean[3] * torch.exp(o[:, 6])
-    d = [v for pair in zip((m * normalizer for m in mean), (s * layer.uc_normalizer for s in sigma)) for v in pair]
+    d = [v for pair in zip((m * normalizer for m in mean), (s * layer.settings.uc_normalizer for s in sigma)) for v in pair]
     d = torch.nan_to_num(torch.stack(d, 1), nan=0.0, posinf=0.0, neginf=0.0)  # fix_nan_inf
-    if math.isfinite(layer.max_delta):
-        d = d.clamp(-layer.max_delta, layer.max_delta)
+    if math.isfinite(layer.settings.max_delta):
+        d = d.clamp(-layer.settings.max_delta, layer.settings.max_delta)
     return d * weight[:, None], iou
 
 
@@ -86,27 +86,27 @@ def gaussian_yolo_delta(layer, x, truths, net_w, net_h, label_smoothing=0.0):
     x, out, t, valid, tcls, anchors, mask, mult_table, (gi, gj), eps = head_inputs(layer, x, truths, label_smoothing)
     b, n, _, lh, lw = x.shape
     obj = out[:, :, 8]
-    on = layer.obj_normalizer
+    on = layer.settings.obj_normalizer
 
     def writes_at(cb, cn, cj, ci, anchor, truth, cls):
         weight, truth = truth[:, 5], tuple(truth.T[:4])
         mult = mult_table[cls]
         o = out[cb, cn, :, cj, ci]
         box, iou = _box_delta(layer, truth, o[:, :8], ci, cj, anchors[anchor, 0], anchors[anchor, 1],
-                              lw, lh, net_w, net_h, layer.iou_normalizer * mult, weight)
+                              lw, lh, net_w, net_h, layer.settings.iou_normalizer * mult, weight)
         full, single, own = class_writes(layer, o[:, 9:], cls, weight, mult, eps)
         return Write(box, mult * on * (1 - o[:, 8]) * weight, full, single, own, o[:, 8], iou, None)
 
     # loop 1: every cell against its image's truths
     aw, ah = anchors[mask, 0].view(1, n, 1, 1), anchors[mask, 1].view(1, n, 1, 1)
-    pred = _boxes(out[:, :, :8].movedim(2, -1), gi, gj, aw, ah, lw, lh, net_w, net_h, CORNER[layer.yolo_point])
+    pred = _boxes(out[:, :, :8].movedim(2, -1), gi, gj, aw, ah, lw, lh, net_w, net_h, CORNER[layer.settings.yolo_point])
     best_iou, best_t = best_truth(*pred, t, valid)
     best_match = torch.where((out[:, :, 9:] > MATCH_THRESH).any(2), best_iou, 0)
     delta = torch.zeros_like(x)
-    ignored = best_match > layer.ignore_thresh
-    smooth = bool(layer.objectness_smooth)
+    ignored = best_match > layer.settings.ignore_thresh
+    smooth = bool(layer.settings.objectness_smooth)
     delta[:, :, 8] = torch.where(ignored, on * (best_match * best_match - obj) if smooth else 0, on * (0 - obj))
-    hit = best_iou > layer.truth_thresh
+    hit = best_iou > layer.settings.truth_thresh
     # objectness_smooth: ignored cells get the best truth's class vector; truth_thresh cells get it
     # in any case (an ignored cell's own class is rewritten, then set below)
     cb, cn, cj, ci = ((ignored | hit) if smooth else hit).nonzero(as_tuple=True)
@@ -128,7 +128,7 @@ def gaussian_yolo_delta(layer, x, truths, net_w, net_h, label_smoothing=0.0):
         delta[hb, hn, :8, hj, hi] += hit_box
 
     wb, wt, wn, mask_of = assigned_anchors(layer, t, valid, anchors, net_w, net_h)
-    sign = CORNER[layer.yolo_point]
+    sign = CORNER[layer.settings.yolo_point]
     tx, ty = t[wb, wt, 0] - sign * t[wb, wt, 2] / 2, t[wb, wt, 1] - sign * t[wb, wt, 3] / 2
     cells = (wb, mask_of[wn], (ty * lh).long().clamp_(0, lh - 1), (tx * lw).long().clamp_(0, lw - 1))
     writes = writes_at(*cells, wn, t[wb, wt], tcls[wb, wt])
@@ -141,8 +141,8 @@ def gaussian_yolo_delta(layer, x, truths, net_w, net_h, label_smoothing=0.0):
     stats = _stats(x, delta, writes, obj)
     log.info("Gaussian_yolo class_loss = %.2f, iou_loss = %.2f, uc_loss = %.2f, total_loss = %.2f",
              stats.class_loss, stats.iou_loss, stats.uc_loss, stats.cost / b)
-    if layer.delta_normalizer != 1:
-        delta = delta * layer.delta_normalizer
+    if layer.settings.delta_normalizer != 1:
+        delta = delta * layer.settings.delta_normalizer
     return delta, stats
 
 

@@ -82,7 +82,7 @@ def yolo_delta(layer, x, truths, net_w, net_h, label_smoothing=0.0):
     of shape (batch, n, 5 + classes, h, w)."""
     x = x.detach()
     b, n, _, lh, lw = x.shape
-    t, valid, tcls = read_truths(truths, layer.max_boxes, layer.classes, x)
+    t, valid, tcls = read_truths(truths, layer.settings.max_boxes, layer.classes, x)
     anchors = torch.tensor(layer.anchors, dtype=x.dtype, device=x.device)
     mask = torch.tensor(layer.mask, device=x.device)
     aw, ah = anchors[mask, 0].view(1, n, 1, 1), anchors[mask, 1].view(1, n, 1, 1)
@@ -106,8 +106,8 @@ def yolo_delta(layer, x, truths, net_w, net_h, label_smoothing=0.0):
     # loop 1: every cell/anchor against its image's truths
     best_iou, best_t = best_truth((gi + sx) / lw, (gj + sy) / lh, pw, ph, t, valid)
     delta = torch.zeros_like(x)
-    delta[:, :, 4] = torch.where(best_iou > layer.ignore_thresh, 0, -obj)
-    hb, hn, hj, hi = (best_iou > layer.truth_thresh).nonzero(as_tuple=True)
+    delta[:, :, 4] = torch.where(best_iou > layer.settings.ignore_thresh, 0, -obj)
+    hb, hn, hj, hi = (best_iou > layer.settings.truth_thresh).nonzero(as_tuple=True)
     ht = best_t[hb, hn, hj, hi]
     hit = truth_writes(hb, hn, hj, hi, mask[hn], t[hb, ht], tcls[hb, ht])
     delta[hb, hn, :4, hj, hi] = hit.box
@@ -144,7 +144,7 @@ def region_delta(layer, x, truths, seen, label_smoothing=0.0):
     x = x.detach()
     b, n, _, lh, lw = x.shape
     coords = layer.coords
-    t, valid, tcls = read_truths(truths, min(REGION_MAX_TRUTHS, layer.max_boxes), layer.classes, x)
+    t, valid, tcls = read_truths(truths, min(REGION_MAX_TRUTHS, layer.settings.max_boxes), layer.classes, x)
     anchors = torch.tensor(layer.anchors, dtype=x.dtype, device=x.device)
     aw, ah = anchors[:, 0].view(1, n, 1, 1), anchors[:, 1].view(1, n, 1, 1)
     gi, gj = grid(x)
@@ -165,8 +165,8 @@ def region_delta(layer, x, truths, seen, label_smoothing=0.0):
     # loop 1: no-object delta unless the box already overlaps a truth; early on, a pull to the anchor
     best_iou = best_truth((gi + sx) / lw, (gj + sy) / lh, pw, ph, t, valid)[0]
     delta = torch.zeros_like(x)
-    no_obj = layer.noobject_scale * (float(layer.background) - obj)
-    delta[:, :, coords] = torch.where(best_iou > layer.thresh, 0, no_obj)
+    no_obj = layer.settings.noobject_scale * (float(layer.background) - obj)
+    delta[:, :, coords] = torch.where(best_iou > layer.settings.thresh, 0, no_obj)
     if seen < REGION_PRIOR_SEEN:
         prior = ((gi + .5) / lw, (gj + .5) / lh, aw / lw, ah / lh)
         out = (sx, sy, x[:, :, 2], x[:, :, 3])
@@ -177,7 +177,7 @@ def region_delta(layer, x, truths, seen, label_smoothing=0.0):
     tb, tt = valid.nonzero(as_tuple=True)
     truth, weight, cls = t[tb, tt].T, t[tb, tt, 5], tcls[tb, tt]
     cj, ci = (truth[1] * lh).long().clamp_(0, lh - 1), (truth[0] * lw).long().clamp_(0, lw - 1)
-    if layer.bias_match:
+    if layer.settings.bias_match:
         shape_w, shape_h = (anchors[:, 0] / lw).expand(len(tb), n), (anchors[:, 1] / lh).expand(len(tb), n)
     else:
         shape_w, shape_h = pw[tb, :, cj, ci], ph[tb, :, cj, ci]
@@ -187,17 +187,17 @@ def region_delta(layer, x, truths, seen, label_smoothing=0.0):
     out = (sx[tb, cn, cj, ci], sy[tb, cn, cj, ci], x[tb, cn, 2, cj, ci], x[tb, cn, 3, cj, ci])
     iou = box_iou((ci + out[0]) / lw, (cj + out[1]) / lh, pw[tb, cn, cj, ci], ph[tb, cn, cj, ci], *truth[:4])
     box = _box_delta(truth, out, ci, cj, lw, lh, anchors[cn, 0], anchors[cn, 1], lw, lh,
-                     weight * layer.coord_scale * (2 - truth[2] * truth[3]))
+                     weight * layer.settings.coord_scale * (2 - truth[2] * truth[3]))
     o = obj[tb, cn, cj, ci]
     if layer.background:
         obj_goal = torch.zeros_like(o)
-    elif layer.rescore:
+    elif layer.settings.rescore:
         obj_goal = iou
     else:
         obj_goal = torch.ones_like(o)
     full, single, own = _class_deltas(classes_at(tb, cn, cj, ci), cls, label_smoothing,
-                                      weight * layer.class_scale)
-    writes = _Writes(torch.stack(box, 1), weight * layer.object_scale * (obj_goal - o), full, single, own,
+                                      weight * layer.settings.class_scale)
+    writes = _Writes(torch.stack(box, 1), weight * layer.settings.object_scale * (obj_goal - o), full, single, own,
                      o, iou)
     wrote_full = _write_truths(delta, (tb, cn, cj, ci), writes, cls, not layer.softmax, coords)
     # delta_region_class adds to avg_cat only when it writes the whole vector
