@@ -17,6 +17,8 @@ from darknet_py.cfg import parse_cfg_text
 from darknet_py.errors import CfgError
 from darknet_py.model import plan_network
 
+from reference.blas import darknet_reorg_cpu
+
 F32 = np.float32
 FLT_MAX = F32(np.finfo(np.float32).max)
 
@@ -331,24 +333,6 @@ def test_convolutional_dilation_and_strides():
 
 
 # --- [reorg3d]: forward_reorg_layer -> reorg_cpu(input, out_w, out_h, out_c, ...) --------------
-
-def darknet_reorg_cpu(x, w, h, c, batch, stride, forward):
-    out = np.zeros(x.size, F32)
-    in_c = c // (stride * stride)
-    for b in range(batch):
-        for k in range(c):
-            for j in range(h):
-                for i in range(w):
-                    in_index = i + w * (j + h * (k + c * b))
-                    c2, offset = k % in_c, k // in_c
-                    w2, h2 = i * stride + offset % stride, j * stride + offset // stride
-                    out_index = w2 + w * stride * (h2 + h * stride * (c2 + in_c * b))
-                    if forward:
-                        out[out_index] = x[in_index]
-                    else:
-                        out[in_index] = x[out_index]
-    return out
-
 
 @pytest.mark.parametrize("reverse,c,h,w", [(0, 3, 4, 6), (0, 2, 2, 2), (1, 16, 2, 3)])
 def test_reorg3d(reverse, c, h, w):

@@ -32,6 +32,7 @@ from darknet_py.model import plan_network
 from darknet_py.registry import Shape
 
 from reference import batchnorm as bn_ref
+from reference.blas import darknet_reorg_cpu
 
 F32 = np.float32
 FLT_MAX = F32(np.finfo(np.float32).max)
@@ -328,26 +329,6 @@ def test_maxpool_section_defaults(body, size, stride, padding, h, w):
 
 # ---------------------------------------------------------------------------------------------
 # [reorg]: forward_reorg_layer -> reorg_cpu(net.input, l.w, l.h, l.c, l.batch, l.stride, fwd, out)
-
-
-def darknet_reorg_cpu(x, out_w, out_h, out_c, batch, stride, forward):
-    out = np.full(x.size, np.nan, dtype=F32)
-    in_c = c_div(out_c, stride * stride)
-    for b in range(batch):
-        for k in range(out_c):
-            for j in range(out_h):
-                for i in range(out_w):
-                    in_index = i + out_w * (j + out_h * (k + out_c * b))
-                    c2 = k % in_c
-                    offset = k // in_c
-                    w2 = i * stride + offset % stride
-                    h2 = j * stride + offset // stride
-                    out_index = w2 + out_w * stride * (h2 + out_h * stride * (c2 + in_c * b))
-                    if forward:
-                        out[out_index] = x[in_index]
-                    else:
-                        out[in_index] = x[out_index]
-    return out
 
 
 def darknet_reorg(x, stride, reverse):

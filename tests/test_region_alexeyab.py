@@ -16,6 +16,8 @@ from darknet_py.detect import detect, network_boxes
 from darknet_py.errors import CfgError
 from darknet_py.model import Darknet
 
+from reference.yolo_layer_alexeyab import c_correct_yolo_boxes
+
 F32 = np.float32
 ANCHORS = [0.57273, 0.677385, 1.87446, 2.06253]
 CLASSES, N = 3, 2
@@ -94,25 +96,6 @@ def c_get_region_boxes(pred, w, h, thresh, classfix, biases):
                 row_probs.append(prob if prob > thresh else F32(0))
             probs.append(row_probs)
     return boxes, probs
-
-
-def c_correct_yolo_boxes(boxes, w, h, netw, neth, letter):
-    """AlexeyAB's correct_yolo_boxes with relative=1."""
-    if letter:
-        if F32(netw) / F32(w) < F32(neth) / F32(h):
-            new_w, new_h = netw, (h * netw) // w
-        else:
-            new_w, new_h = (w * neth) // h, neth
-    else:
-        new_w, new_h = netw, neth
-    deltaw, deltah = F32(netw - new_w), F32(neth - new_h)
-    ratiow, ratioh = F32(new_w) / F32(netw), F32(new_h) / F32(neth)
-    out = []
-    for bx, by, bw, bh in boxes:
-        bx = F32((float(bx) - float(deltaw) / 2. / netw) / float(ratiow))
-        by = F32((float(by) - float(deltah) / 2. / neth) / float(ratioh))
-        out.append([bx, by, F32(bw * (F32(1) / ratiow)), F32(bh * (F32(1) / ratioh))])
-    return out
 
 
 def c_custom_get_region_detections(raw, im_w, im_h, netw, neth, thresh, softmax, classfix, letter):

@@ -5,7 +5,7 @@ distributed run) prints or writes; on the others every call does nothing."""
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -37,8 +37,9 @@ def head_summary(head_stats):
         first = group[0]
         fields = {name: sum(float(getattr(s, name)) for s in group) / len(group)
                   for name in ("avg_iou", "cls", "obj", "no_obj", "recall50", "recall75")}
-        summary[index] = type(first)(**fields, count=sum(int(s.count) for s in group),
-                                     cost=sum(float(s.cost) for s in group))
+        # replace() keeps a subclass's own fields (GaussianStats' loss split: the first's)
+        summary[index] = replace(first, **fields, count=sum(int(s.count) for s in group),
+                                 cost=sum(float(s.cost) for s in group))
     return summary
 
 
