@@ -321,21 +321,22 @@ void winograd(int bf16, const void *x, int h, int w, int c, const float *u, int 
 }
 
 /* u = G w G^T for k x c 3x3 weights w (float32, (K, C, 3, 3)), computed in double and packed as
- * the kernel reads it (see the top), u zeroed by the caller (the padding past K
- * stays zero). Lavin's G for interpolation points 0, +-1, +-2 and infinity. */
+ * the kernel reads it (see the top), zeros past K. Lavin's G for interpolation points 0, +-1, +-2 and infinity. */
 void transform_weights(const float *w, int k, int c, float *u, int threads)
 {
     static const double G[6][3] = {{1.0 / 4, 0, 0}, {-1.0 / 6, -1.0 / 6, -1.0 / 6}, {-1.0 / 6, 1.0 / 6, -1.0 / 6},
                                    {1.0 / 24, 1.0 / 12, 1.0 / 6}, {1.0 / 24, -1.0 / 12, 1.0 / 6}, {0, 0, 1}};
     const int blocks = (k + KB - 1) / KB;
 #pragma omp parallel for num_threads(threads) schedule(static)
-    for (int kk = 0; kk < k; kk++)
+    for (int kk = 0; kk < blocks * KB; kk++)
         for (int cc = 0; cc < c; cc++) {
-            const float *g = w + ((size_t)kk * c + cc) * 9;
-            double t[6][3];
-            for (int a = 0; a < A; a++)
-                for (int j = 0; j < 3; j++)
-                    t[a][j] = G[a][0] * g[j] + G[a][1] * g[3 + j] + G[a][2] * g[6 + j];
+            double t[6][3] = {{0}}; /* past K: zeros */
+            if (kk < k) {
+                const float *g = w + ((size_t)kk * c + cc) * 9;
+                for (int a = 0; a < A; a++)
+                    for (int j = 0; j < 3; j++)
+                        t[a][j] = G[a][0] * g[j] + G[a][1] * g[3 + j] + G[a][2] * g[6 + j];
+            }
             for (int a = 0; a < A; a++)
                 for (int b = 0; b < A; b++) {
                     double s = t[a][0] * G[b][0] + t[a][1] * G[b][1] + t[a][2] * G[b][2];
