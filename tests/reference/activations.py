@@ -18,6 +18,11 @@ def logistic(v):
     return 1.0 / (1.0 + math.exp(-v))
 
 
+def logistic_activate_f32(x):
+    """AlexeyAB's CPU logistic_activate in float, ``1.f/(1.f + expf(-x))``, on a scalar or an array."""
+    return F32(1) / (F32(1) + np.exp(-F32(x)))
+
+
 def c_exp(v: float) -> float:
     """C's ``exp`` (double; +inf on overflow instead of Python's OverflowError)."""
     try:

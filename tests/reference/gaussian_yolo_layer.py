@@ -8,8 +8,9 @@ import numpy as np
 import torch
 
 from .activations import logistic
-from .box import box_giou, box_iou_kind, dx_box_iou
+from .box import box_giou, dx_box_iou
 from .box import box_iou_alexeyab as box_iou
+from .yolo_layer_alexeyab import anchors_for_truth
 
 F32 = np.float32
 
@@ -18,7 +19,7 @@ def c_forward_gaussian(x, truths, layer, net_w, net_h):
     """Returns (l.delta, l.cost, printed figures, counters) for raw x (batch, n, 9 + classes, h, w)."""
     L = layer.settings
     batch, n, _, lh, lw = x.shape
-    classes, biases, mask, total = layer.classes, [v for a in layer.anchors for v in a], layer.mask, len(layer.anchors)
+    classes, biases, mask = layer.classes, [v for a in layer.anchors for v in a], layer.mask
     outputs = lh * lw * n * (classes + 8 + 1)
     stride = lw * lh
     mult_table = L.classes_multipliers
@@ -190,7 +191,6 @@ def c_forward_gaussian(x, truths, layer, net_w, net_h):
             tr = truth[b][t * 6:t * 6 + 4]
             if not tr[0]:
                 break
-            best_iou, best_n = 0, 0
             i, j = int(tr[0] * lw), int(tr[1] * lh)
             if point == "left_top":
                 i = min(lw - 1, max(0, int((tr[0] - tr[2] / 2) * lw)))
@@ -198,21 +198,9 @@ def c_forward_gaussian(x, truths, layer, net_w, net_h):
             elif point == "right_bottom":
                 i = min(lw - 1, max(0, int((tr[0] + tr[2] / 2) * lw)))
                 j = min(lh - 1, max(0, int((tr[1] + tr[3] / 2) * lh)))
-            truth_shift = (0, 0, tr[2], tr[3])
-            for nn in range(total):
-                iou = box_iou((0, 0, biases[2 * nn] / net_w, biases[2 * nn + 1] / net_h), truth_shift)
-                if iou > best_iou:
-                    best_iou, best_n = iou, nn
-            mask_n = mask.index(best_n) if best_n in mask else -1
-            if mask_n >= 0:
-                train(tr, t, best_n, mask_n, i, j)
-            for nn in range(total):
-                mask_n = mask.index(nn) if nn in mask else -1
-                if mask_n >= 0 and nn != best_n and L.iou_thresh < 1.0:
-                    pred = (0, 0, biases[2 * nn] / net_w, biases[2 * nn + 1] / net_h)
-                    if box_iou_kind(pred, truth_shift, L.iou_thresh_kind) > L.iou_thresh:
-                        seen["extra"] += 1
-                        train(tr, t, nn, mask_n, i, j)
+            for nb, mask_n, extra in anchors_for_truth(tr, biases, mask, net_w, net_h, L):
+                seen["extra"] += extra
+                train(tr, t, nb, mask_n, i, j)
         for j in range(lh):
             for i in range(lw):
                 for nn in range(n):

@@ -9,14 +9,11 @@ import math
 
 import numpy as np
 
+from .activations import logistic_activate_f32 as logistic_activate
 from .layers_pjreddie import darknet_softmax
 from .yolo_layer_alexeyab import c_correct_yolo_boxes
 
 F32 = np.float32
-
-
-def logistic_activate(x):
-    return F32(1) / (F32(1) + np.exp(-F32(x)))  # 1.f/(1.f + expf(-x))
 
 
 def c_forward_region(raw, softmax, classes, n):

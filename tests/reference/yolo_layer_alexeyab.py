@@ -9,7 +9,7 @@ from functools import cmp_to_key
 import numpy as np
 import torch
 
-from .activations import logistic
+from .activations import logistic, logistic_activate_f32
 from .box import box_diou, box_diounms, box_giou, box_iou_kind, dx_box_iou
 from .box import box_iou_alexeyab as box_iou
 
@@ -38,11 +38,33 @@ def c_correct_yolo_boxes(dets, w, h, netw, neth, letter):
 
 
 # -- yolo_layer.c: forward_yolo_layer (CPU) + process_batch ------------------------------------
+def anchors_for_truth(tr, biases, mask, net_w, net_h, settings):
+    """The anchors forward_yolo_layer (and forward_gaussian_yolo_layer) trains for truth ``tr``:
+    the one of the best shape IoU if the mask holds it, then, where iou_thresh < 1, every other
+    anchor of the mask whose iou_thresh_kind IoU with the truth exceeds iou_thresh. Yields
+    (anchor, index in the mask, whether it is such an extra one)."""
+    best_iou, best_n = 0, 0
+    truth_shift = (0, 0, tr[2], tr[3])
+    for nn in range(len(biases) // 2):
+        iou = box_iou((0, 0, biases[2 * nn] / net_w, biases[2 * nn + 1] / net_h), truth_shift)
+        if iou > best_iou:
+            best_iou, best_n = iou, nn
+    mask_n = mask.index(best_n) if best_n in mask else -1
+    if mask_n >= 0:
+        yield best_n, mask_n, False
+    for nn in range(len(biases) // 2):
+        mask_n = mask.index(nn) if nn in mask else -1
+        if mask_n >= 0 and nn != best_n and settings.iou_thresh < 1.0:
+            pred = (0, 0, biases[2 * nn] / net_w, biases[2 * nn + 1] / net_h)
+            if box_iou_kind(pred, truth_shift, settings.iou_thresh_kind) > settings.iou_thresh:
+                yield nn, mask_n, True
+
+
 def c_forward_yolo(x, truths, layer, net_w, net_h):
     """Returns (l.delta, l.cost, counters) for raw x (batch, n, 5 + classes, h, w)."""
     L = layer.settings
     batch, n, _, lh, lw = x.shape
-    classes, biases, mask, total = layer.classes, [v for a in layer.anchors for v in a], layer.mask, len(layer.anchors)
+    classes, biases, mask = layer.classes, [v for a in layer.anchors for v in a], layer.mask
     outputs = lh * lw * n * (classes + 4 + 1)
     mult_table = L.classes_multipliers
     seen = dict(ignored=0, not_matched=0, extra=0, accumulated=0, quirk=0, averaged=0, clipped=0)
@@ -207,23 +229,10 @@ def c_forward_yolo(x, truths, layer, net_w, net_h):
             tr = truth[b][t * 6:t * 6 + 4]
             if not tr[0]:
                 break
-            best_iou, best_n = 0, 0
             i, j = int(tr[0] * lw), int(tr[1] * lh)
-            truth_shift = (0, 0, tr[2], tr[3])
-            for nn in range(total):
-                iou = box_iou((0, 0, biases[2 * nn] / net_w, biases[2 * nn + 1] / net_h), truth_shift)
-                if iou > best_iou:
-                    best_iou, best_n = iou, nn
-            mask_n = mask.index(best_n) if best_n in mask else -1
-            if mask_n >= 0:
-                train(tr, t, best_n, mask_n, i, j)
-            for nn in range(total):
-                mask_n = mask.index(nn) if nn in mask else -1
-                if mask_n >= 0 and nn != best_n and L.iou_thresh < 1.0:
-                    pred = (0, 0, biases[2 * nn] / net_w, biases[2 * nn + 1] / net_h)
-                    if box_iou_kind(pred, truth_shift, L.iou_thresh_kind) > L.iou_thresh:
-                        seen["extra"] += 1
-                        train(tr, t, nn, mask_n, i, j)
+            for nb, mask_n, extra in anchors_for_truth(tr, biases, mask, net_w, net_h, L):
+                seen["extra"] += extra
+                train(tr, t, nb, mask_n, i, j)
         if L.iou_thresh < 1.0:
             for j in range(lh):
                 for i in range(lw):
@@ -259,8 +268,8 @@ def c_yolo_output(x, layer):
     """forward_yolo_layer's activation (CPU) in float32."""
     out = x.numpy().astype(F32).copy()
     if not layer.settings.new_coords:
-        out[:, :, :2] = F32(1) / (F32(1) + np.exp(-out[:, :, :2]))
-        out[:, :, 4:] = F32(1) / (F32(1) + np.exp(-out[:, :, 4:]))
+        out[:, :, :2] = logistic_activate_f32(out[:, :, :2])
+        out[:, :, 4:] = logistic_activate_f32(out[:, :, 4:])
     alpha = F32(layer.settings.scale_x_y)
     out[:, :, :2] = out[:, :, :2] * alpha + F32(-0.5 * (float(alpha) - 1))
     return out
@@ -268,11 +277,10 @@ def c_yolo_output(x, layer):
 
 def c_gaussian_output(x, scale_x_y):
     out = x.numpy().astype(F32).copy()
-    sig = lambda v: F32(1) / (F32(1) + np.exp(-v))  # noqa: E731
     alpha = F32(scale_x_y)
     for e in (0, 1, 2, 3, 5, 7):
-        out[:, :, e] = sig(out[:, :, e])
-    out[:, :, 8:] = sig(out[:, :, 8:])
+        out[:, :, e] = logistic_activate_f32(out[:, :, e])
+    out[:, :, 8:] = logistic_activate_f32(out[:, :, 8:])
     for e in (0, 2):
         out[:, :, e] = out[:, :, e] * alpha + F32(-0.5 * (float(alpha) - 1))
     return out
