@@ -10,6 +10,7 @@ import torch
 from .activations import logistic
 from .box import box_giou, dx_box_iou
 from .box import box_iou_alexeyab as box_iou
+from .image_pjreddie import darknet_letterbox_size
 from .yolo_layer_alexeyab import anchors_for_truth
 
 F32 = np.float32
@@ -232,13 +233,7 @@ def c_forward_gaussian(x, truths, layer, net_w, net_h):
 
 def c_correct_gaussian_yolo_boxes(dets, w, h, netw, neth, letter):
     """gaussian_yolo_layer.c correct_gaussian_yolo_boxes, relative=1 (pjreddie's size formula)."""
-    if letter:
-        if F32(netw) / F32(w) < F32(neth) / F32(h):
-            new_w, new_h = netw, (h * netw) // w
-        else:
-            new_h, new_w = neth, (w * neth) // h
-    else:
-        new_w, new_h = netw, neth
+    new_w, new_h = darknet_letterbox_size(w, h, netw, neth) if letter else (netw, neth)  # letterbox_image's rule
     out = []
     for x, y, bw, bh in dets:
         x = F32((float(x) - (netw - new_w) / 2. / netw) / float(F32(new_w) / F32(netw)))

@@ -12,19 +12,14 @@ import torch
 from .activations import logistic, logistic_activate_f32
 from .box import box_diou, box_diounms, box_giou, box_iou_kind, dx_box_iou
 from .box import box_iou_alexeyab as box_iou
+from .image_pjreddie import darknet_letterbox_size
 
 F32 = np.float32
 
 
 def c_correct_yolo_boxes(dets, w, h, netw, neth, letter):
     """AlexeyAB's yolo_layer.c correct_yolo_boxes, relative=1, literally (float and double as in C)."""
-    if letter:
-        if F32(netw) / F32(w) < F32(neth) / F32(h):
-            new_w, new_h = netw, (h * netw) // w
-        else:
-            new_h, new_w = neth, (w * neth) // h
-    else:
-        new_w, new_h = netw, neth
+    new_w, new_h = darknet_letterbox_size(w, h, netw, neth) if letter else (netw, neth)  # letterbox_image's rule
     deltaw, deltah = F32(netw - new_w), F32(neth - new_h)
     ratiow, ratioh = F32(new_w) / F32(netw), F32(new_h) / F32(neth)
     out = []
