@@ -22,6 +22,7 @@ from darknet_py.validate import validation_detections
 from conftest import CFG
 from reference.gaussian_yolo_layer import c_correct_gaussian_yolo_boxes
 from reference.image_pjreddie import darknet_resize_image
+from reference.parser import c_seen_bytes
 from reference.yolo_layer_alexeyab import c_correct_yolo_boxes
 
 F32 = np.float32
@@ -304,14 +305,6 @@ def test_share_index_of_another_shape_or_kind_is_refused(tmp_path):
 
 
 # --- weights header: seen's width per fork -----------------------------------------------------
-
-def c_seen_bytes(major, minor, fork):
-    """load_weights_upto: pjreddie reads a size_t seen when (major*10 + minor) >= 2 && major < 1000
-    && minor < 1000, else an int; AlexeyAB when (major*10 + minor) >= 2, else a uint32_t."""
-    if fork == "alexeyab":
-        return 8 if major * 10 + minor >= 2 else 4
-    return 8 if major * 10 + minor >= 2 and major < 1000 and minor < 1000 else 4
-
 
 @pytest.mark.parametrize("major,minor", [(0, 1), (0, 2), (1, 0), (0, 1000), (1000, 0), (1001, 2), (0, 1001)])
 @pytest.mark.parametrize("fork", ["pjreddie", "alexeyab"])
