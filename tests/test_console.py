@@ -162,3 +162,16 @@ def test_map_schedule_is_alexeyabs():
     resumed = MapSchedule(every=100, burn_in=10, max_batches=420, last=250)  # counted from the resume
     assert [i for i in range(251, 421) if resumed.due(i)] == [350, 420]
     assert not any(MapSchedule(0, 0, 10, 0).due(i) for i in range(1, 11))
+
+
+def test_without_tensorboard_the_banner_says_how_to_get_it(tmp_path, monkeypatch):
+    from darknet_py.train import watch
+    monkeypatch.setattr(watch, "available", lambda: False)
+    out = io.StringIO()
+    w = watch.Watch("tiny", tmp_path, 10, 8, 0, None, watch.WatchOptions(stream=out))
+    w.start(Banner("tiny", "pjreddie", "", 0.001, 0.9, 0.0005, 8, "train.txt", "", "valid: no mAP during training",
+                   "starting from scratch", str(tmp_path)), 0)
+    w.close()
+    lines = out.getvalue().splitlines()
+    assert lines[-1] == "tensorboard: not installed; for TensorBoard events, pip install 'darknet-torch[tensorboard]'"
+    assert sum(line.startswith("tensorboard") for line in lines) == 1 and not (tmp_path / "tensorboard").exists()
