@@ -130,7 +130,10 @@ def test_tensorboard_events_hold_the_scalars_and_the_image(tmp_path):
     from darknet_py.train.deltas import HeadStats
     from darknet_py.train.tensorboard import TrainBoard
     board = TrainBoard(tmp_path)
-    stats = HeadStats(0.5, 0.4, 0.3, 0.01, 0.6, 0.2, 7, 3.0)
+    from darknet_py.train.watch import head_summary
+    stats = head_summary([(16, HeadStats(0.5, 0.4, 0.3, 0.01, 0.6, 0.2, 3, 3.0)),
+                          (16, HeadStats(0.7, 0.4, 0.3, 0.01, 0.6, 0.2, 4, 3.0))])[16]
+    assert stats["avg_iou"] == pytest.approx(0.6) and stats["count"] == 7
     for it in (1, 2):
         board.iteration(it, 2.0 / it, 1.5, 0.001 * it, {16: 1.0 / it, 23: 1.0 / it}, {16: stats, 23: stats})
     board.batch(0, np.full((20, 30, 3), (255, 0, 0), np.uint8))  # BGR blue
