@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import glob
 import os
+import stat
 import tempfile
 import time
 from pathlib import Path
@@ -12,8 +13,24 @@ STALE_SECONDS = 3600  # a temporary untouched this long belongs to a writer that
 
 def atomic_write(path, write) -> None:
     """``write(file)`` into a temporary file beside ``path``, fsync it, then rename it over
-    ``path``: a crash at any point leaves the previous file in place."""
+    ``path``: a crash at any point leaves the previous file in place. A symbolic link is
+    followed (its target is replaced, as ``fopen`` would write it); a character device such
+    as ``/dev/null`` is written directly (renaming over it would replace the device); a
+    directory, FIFO or socket is refused (OSError)."""
     path = Path(path)
+    if path.is_symlink():
+        path = Path(os.path.realpath(path))
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        mode = stat.S_IFREG
+    if stat.S_ISCHR(mode):
+        with open(path, "wb") as f:
+            write(f)
+        return
+    if not stat.S_ISREG(mode):
+        raise IsADirectoryError(21, "is a directory, not a file", str(path)) if stat.S_ISDIR(mode) else \
+            OSError(f"{path}: not a regular file (a FIFO or socket); refusing to replace it")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
     try:
         with os.fdopen(fd, "wb") as f:

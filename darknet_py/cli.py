@@ -212,6 +212,9 @@ def _validation(args):
     from .validate import validation_detections
     data = DataConfig.from_file(args.data)
     source = open_dataset(data, "valid")
+    if args.coco_gt:  # a missing, malformed or foreign ground truth fails now, not after the pass
+        from .coco import image_ids
+        image_ids(source.paths, args.coco_gt)
     net = _load_net(args)
     check_classes(net, args.cfg, data.names, data.names_file, data)
     detections, truths, sizes = validation_detections(net, source, args.batch, thresh=args.low_thresh,

@@ -21,6 +21,7 @@ from .files import read_regular
 from .weights import Header, check_seen, check_values
 
 HEADER_KEY = "darknet.header"
+PT_OVERHEAD = 16 << 20  # torch.save's pickle, names and alignment beyond the tensors' bytes
 
 
 def save_state_dict(net, path) -> None:
@@ -35,9 +36,9 @@ def save_state_dict(net, path) -> None:
 def load_state_dict(net, path) -> None:
     """Fill ``net`` from a ``.pt`` file; the keys and shapes must be exactly the cfg's."""
     path = Path(path)
-    state = read_pt(path)
-    header = state.pop(HEADER_KEY, None)
     expected = net.state_dict()
+    state = read_pt(path, 2 * sum(v.numel() * v.element_size() for v in expected.values()) + PT_OVERHEAD)
+    header = state.pop(HEADER_KEY, None)
     missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
     if missing or unexpected:
         raise WeightsError(f"does not match {net.cfg_file}: missing {missing[:5]}, unexpected {unexpected[:5]}",
@@ -61,13 +62,19 @@ def load_state_dict(net, path) -> None:
     net.invalidate_inference_weights()
 
 
-def read_pt(path) -> dict:
-    """A dict of tensors from a .pt file: a regular file, a zip archive whose members all pass
-    their CRC check, unpickled with ``weights_only=True``."""
+def read_pt(path, max_bytes=None) -> dict:
+    """A dict of tensors from a .pt file: a regular file of at most ``max_bytes`` (default: the
+    memory budget), a zip archive whose members unpack to no more than that and all pass their
+    CRC check, unpickled with ``weights_only=True``."""
     from .model import budget
-    data = read_regular(path, lambda m: WeightsError(m, file=path), ".pt file", budget())
+    limit = budget() if max_bytes is None else max_bytes
+    data = read_regular(path, lambda m: WeightsError(m, file=path), ".pt file", limit)
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            unpacked = sum(info.file_size for info in archive.infolist())
+            if unpacked > limit:
+                raise WeightsError(f"its zip members unpack to {unpacked} bytes, over the {limit} this network's "
+                                   "state_dict can need", file=path)
             bad = archive.testzip()
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError, NotImplementedError) as e:
         raise WeightsError(f"not a PyTorch zip archive (as torch.save writes): {e}", file=path) from None

@@ -7,7 +7,7 @@ from __future__ import annotations
 FLAGS = {
     "-map": ("detector train: computes mAP@0.5 on the .data file's valid= set every 4 epochs (AlexeyAB) "
              "and draws it in the loss chart",
-             "put valid= in the .data file: training then checks mAP every 4 epochs (--valid-every N)"),
+             "detector train ... -map; detector map DATA CFG WEIGHTS for one table"),
     "-dont_show": ("does not open a window", "accepted by detector test, demo and train; this verb opens none"),
     "-ext_output": ("prints each box's left_x, top_y, width, height after its label (AlexeyAB)",
                     "detector test ... -ext_output, detector demo ... -ext_output"),

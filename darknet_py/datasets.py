@@ -146,6 +146,8 @@ def label_line_problem(fields: list[str], classes: int) -> tuple[str, str] | Non
         if not ok]
     if wrong:
         return "out of range", ", ".join(wrong) + " (want 0 <= cx, cy <= 1 and 0 < w, h <= 1)"
+    if F32(w) == 0 or F32(h) == 0:  # held as float32, 1e-320 is a box of no size
+        return "out of range", f"w={w:g}, h={h:g}: a size that float32 holds as 0"
     return None
 
 
@@ -232,7 +234,11 @@ class DarknetList(_Samples):
             problems.add(image, None, "no label path", "no images->labels rule changes this path")
             return None
         if not labels.is_file():
-            problems.add(labels, None, "missing label file", skipped=image)
+            if labels.exists():  # a FIFO, device or folder: refused, never read
+                problems.add(labels, None, "label file not a regular file", kind_of(labels.stat().st_mode),
+                             skipped=image)
+            else:
+                problems.add(labels, None, "missing label file", skipped=image)
             return None
         return read_label_file(labels, classes, problems, image)
 
@@ -276,9 +282,9 @@ class CocoDataset(_Samples):
             x, y, w, h = box.bbox
             x0, x1 = min(max(x, 0.0), width), min(max(x + w, 0.0), width)
             y0, y1 = min(max(y, 0.0), height), min(max(y + h, 0.0), height)
-            if not (x1 > x0 and y1 > y0):
+            if not (F32((x1 - x0) / width) > 0 and F32((y1 - y0) / height) > 0):  # held as float32
                 problems.add(self.json_file, None, "degenerate box",
-                             f"annotations[{box.index}]: bbox {list(box.bbox)} lies outside the {image.width} x "
+                             f"annotations[{box.index}]: bbox {list(box.bbox)} has no area inside the {image.width} x "
                              f"{image.height} image {path.name}", skipped=f"{self.json_file}:annotations[{box.index}]")
                 continue
             out.append((self.class_of[box.category_id], (x0 + x1) / 2 / width, (y0 + y1) / 2 / height,

@@ -46,3 +46,27 @@ def test_new_file_gets_the_mode_open_would_give(tmp_path):
     finally:
         os.umask(before)
     assert (tmp_path / "a").stat().st_mode & 0o777 == 0o640
+
+
+def test_links_devices_and_folders_as_targets(tmp_path):
+    """A link's target is written (the link stays); /dev/null is written, not replaced by a
+    file; a folder or a FIFO is refused and left as it was."""
+    target = tmp_path / "real.weights"
+    target.write_bytes(b"old")
+    link = tmp_path / "link.weights"
+    link.symlink_to(target)
+    atomic_write(link, lambda f: f.write(b"new"))
+    assert link.is_symlink() and target.read_bytes() == b"new"
+    atomic_write("/dev/null", lambda f: f.write(b"discarded"))
+    assert os.path.exists("/dev/null") and not os.path.isfile("/dev/null")
+    folder = tmp_path / "folder.weights"
+    folder.mkdir()
+    with pytest.raises(IsADirectoryError):
+        atomic_write(folder, lambda f: f.write(b"x"))
+    fifo = tmp_path / "fifo.weights"
+    os.mkfifo(fifo)
+    with pytest.raises(OSError, match="not a regular file"):
+        atomic_write(fifo, lambda f: f.write(b"x"))
+    assert folder.is_dir() and not os.path.isfile(fifo)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fifo.weights", "folder.weights", "link.weights",
+                                                          "real.weights"]

@@ -303,3 +303,20 @@ def test_a_negative_seed_is_refused_before_anything_runs(shapes, tmp_path):
     with pytest.raises(TrainingError, match="seed=-1"):
         Trainer(shapes, TINY, overrides=SHORT, options=options(tmp_path, seed=-1))
     assert not (tmp_path / "tiny-yolo_train.csv").exists()
+
+
+def test_a_pixel_bomb_and_a_truncated_jpeg_in_the_training_list_are_skipped_and_reported(tmp_path, caplog):
+    """A 20000 x 20000 PNG (under 1 KB) and a JPEG cut short among the training images: each
+    reported once with its path, the run goes on with the others (it used to die at iteration 8)."""
+    from hostile import png_declaring
+    data_file = generate_shapes(tmp_path / "data", 16, seed=5, size=96)
+    bomb, cut = sorted((tmp_path / "data").rglob("*.jpg"))[:2]
+    bomb.write_bytes(png_declaring(20000, 20000))
+    cut.write_bytes(cut.read_bytes()[:len(cut.read_bytes()) * 6 // 10])
+    with caplog.at_level(logging.WARNING):
+        result = train(data_file, TINY, overrides=["max_batches=2", "burn_in=0"],
+                       options=options(tmp_path / "backup"))
+    assert result.iteration == 2 and all(loss == loss for loss in result.losses)
+    assert f"{bomb}: the PNG header declares 20000 x 20000" in caplog.text
+    assert f"{cut}: truncated JPEG" in caplog.text
+    assert loads_finite(tmp_path / "backup" / "tiny-yolo_final.weights") == 16

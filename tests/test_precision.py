@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 import darknet_py
 
@@ -50,6 +51,7 @@ def test_exact_inference_batch_norm_is_the_same_numbers(fork):
     """Exact mode's inference pass applies batch norm in place as one multiply-add per value;
     it must give the training code's eval-mode batch norm bit for bit, for either fork's
     denominator, in both memory layouts and with channel counts off the vector width."""
+    from darknet_py.layers import epilogue
     from darknet_py.layers.conv import Convolutional
 
     gen = torch.Generator().manual_seed(3)
@@ -66,6 +68,14 @@ def test_exact_inference_batch_norm_is_the_same_numbers(fork):
             x = (torch.randn(2, 37, 5, 7, generator=gen) * 5).contiguous(memory_format=layout)
             expected = conv._batch_norm(x, conv.biases)
             assert torch.equal(torch.addcmul(beta, x, alpha), expected)
+        # the one-pass C epilogue of the direct path: the same numbers, activation included
+        if epilogue.applies("leaky"):
+            x = (torch.randn(2, 37, 5, 7, generator=gen) * 5).contiguous(memory_format=torch.channels_last)
+            expected = conv._batch_norm(x, conv.biases)
+            for activation, act in (("linear", lambda t: t), ("leaky", lambda t: F.leaky_relu(t, 0.1)),
+                                    ("relu", F.relu)):
+                got = epilogue.affine_act_(x.clone(), *(t.reshape(-1).contiguous() for t in (alpha, beta)), activation)
+                assert torch.equal(got, act(expected)), activation
 
 
 OFFICIAL_TINY = ORACLE.parent / "weights" / "yolov3-tiny.weights"

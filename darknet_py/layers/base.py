@@ -93,13 +93,16 @@ class DarknetBatchNorm(torch.autograd.Function):
         dims, view, n = ctx.dims, ctx.view, ctx.count
         g = grad if grad.dtype == torch.float32 else grad.float()
         centred = (x if x.dtype == torch.float32 else x.float()) - mean.view(view)
-        sums = _reduce(torch.stack([g.sum(dims), (g * centred).sum(dims)]), ctx.group)
-        grad_bias, grad_centred = sums[0], sums[1]  # backward_bias; sum of delta * (x - mean)
+        # backward_bias; the sum of delta * (x - mean). The parameters get this process's sums
+        # (DistributedDataParallel adds the processes' gradients); x needs the whole batch's.
+        sums = torch.stack([g.sum(dims), (g * centred).sum(dims)])
+        grad_bias, grad_centred = sums[0], sums[1]
         grad_x = None
         if ctx.needs_input_grad[0]:
+            total = _reduce(sums.clone(), ctx.group) if ctx.group is not None else sums
             inv = (variance.double() + BACKWARD_EPS).rsqrt()
-            mean_delta = -scales.double() * grad_bias.double() * inv  # mean_delta_cpu
-            variance_delta = -0.5 * scales.double() * grad_centred.double() * inv ** 3  # variance_delta_cpu
+            mean_delta = -scales.double() * total[0].double() * inv  # mean_delta_cpu
+            variance_delta = -0.5 * scales.double() * total[1].double() * inv ** 3  # variance_delta_cpu
             a = (scales.double() * inv).float().view(view)  # normalize_delta_cpu, per channel
             b = (variance_delta * 2 / n).float().view(view)
             c = (mean_delta / n).float().view(view)

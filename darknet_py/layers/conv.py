@@ -13,6 +13,7 @@ from ..errors import CfgError
 from ..registry import LayerSpec, Shape, register
 from .base import BatchNormMixin, Blob, refuse_unsupported
 from .. import tuner
+from . import epilogue
 from .winograd import ACTIVATIONS as WINOGRAD_ACTIVATIONS, GROUP_FLOATS, Winograd, available as winograd_available, \
     transformed_bytes
 
@@ -137,6 +138,9 @@ class Convolutional(BatchNormMixin, nn.Module):
             w, b = w * factor.view(-1, 1, 1, 1), b - self.rolling_mean * factor
         self.winograd = None
         self.path = tuner.DIRECT
+        self.bn_act = None  # (alpha, beta) for epilogue.affine_act_ where it applies
+        if self.bn_apart and w.device.type == "cpu" and epilogue.applies(self.activation.name):
+            self.bn_act = tuple(t.reshape(-1).float().contiguous() for t in self.bn_affine)
         self.folded, self.packed = (w.to(dtype).contiguous(memory_format=torch.channels_last), b.to(dtype)), None
         if w.device.type != "cpu" or input_shape is None:
             return
@@ -220,6 +224,8 @@ class Convolutional(BatchNormMixin, nn.Module):
             x = self._conv(x, w, None if self.bn_apart else b)
         if self.bn_apart:  # in place on the convolution's fresh output: no new buffer
             alpha, beta = self.bn_affine
+            if self.bn_act is not None and x.dtype == torch.float32 and x.is_contiguous(memory_format=torch.channels_last):
+                return epilogue.affine_act_(x, *self.bn_act, self.activation.name)
             x = torch.addcmul(beta, x, alpha, out=x)
         return x if fused else self.activation.inplace(x)
 
@@ -238,7 +244,7 @@ class Convolutional(BatchNormMixin, nn.Module):
         beta = torch.addcmul(self.biases, self.rolling_mean, alpha, value=-1)
         return alpha.view(1, -1, 1, 1), beta.view(1, -1, 1, 1)
 
-    folded = packed = bn_affine = winograd = winograd_affine = None
+    folded = packed = bn_affine = winograd = winograd_affine = bn_act = None
     bn_apart = False
     path = tuner.DIRECT  # or the Winograd variant prepare_inference chose
 

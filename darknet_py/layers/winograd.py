@@ -66,7 +66,7 @@ class Winograd:
         k, c = weights.shape[:2]
         blocks = -(-k // BLOCK)
         w = weights.detach().float().cpu().contiguous()
-        self.u = torch.zeros(36, blocks, c, BLOCK)
+        self.u = torch.empty(36, blocks, c, BLOCK)  # every value written by the kernel, zeros past k
         _kernel().transform_weights(w.data_ptr(), k, c, self.u.data_ptr(), max(1, torch.get_num_threads()))
         self.k, self.c, self.blocks, self.dtype = k, c, blocks, dtype
         self.variant = "winograd"  # a GROUP_FLOATS key

@@ -7,7 +7,8 @@
  * transform of the group (all channels), then per output block the 36 small matrix products
  * and the output transform.
  *
- * u is the transformed weight, packed as [36][ceil(K / 32)][C][32] (zeros past K).
+ * u is the transformed weight, packed as [36][ceil(K / 32)][32 / U_LANES][C][U_LANES] (zeros
+ * past K): the product's pass over one block reads it in order.
  * scratch holds 36 * group * C + 36 * group * 32 floats.
  *
  * With bf16 set (fast precision), x and y are bfloat16; everything in between is float32 (the
@@ -23,6 +24,28 @@
 
 #define KB 32   /* output channels per block: two 16-float vectors */
 #define ROWS 12 /* tiles per register block: 12 x 2 accumulators */
+
+#if !defined(__AVX512F__) && defined(__AVX2__) && defined(__FMA__)
+#define U_HALVES 2 /* AVX2: each 32-channel block of u in two 16-channel halves, [C][16] each */
+#define V_PANEL 6  /* AVX2: V's tiles in panels of 6 (the register block), [C][6] each */
+#else
+#define U_HALVES 1
+#define V_PANEL 1
+#endif
+#define U_LANES (KB / U_HALVES) /* one pass of the product reads U_LANES floats per channel */
+
+/* Where tile t's channel i sits in one [ab] of V: with panels, the product's pass over a panel
+ * reads its 6 tiles' values for each channel side by side (one stream instead of six). */
+static inline size_t v_at(int t, int i, int c)
+{
+    return ((size_t)(t / V_PANEL) * c + i) * V_PANEL + t % V_PANEL;
+}
+
+/* Floats of one [ab] of V for count tiles (whole panels). */
+static inline size_t v_stride(int count, int c)
+{
+    return (size_t)((count + V_PANEL - 1) / V_PANEL) * V_PANEL * c;
+}
 
 #define M 4   /* output tile: M x M pixels from an A x A input tile */
 #define A 6
@@ -64,8 +87,8 @@ static inline __attribute__((always_inline)) void combine(
     memcpy(out, s, lanes * sizeof(float));
 }
 
-/* V[ab][t][c] = (B^T d B)[a][b] for the tiles of a group, 16 channels at a time (bf16: x is
- * bfloat16). */
+/* V[ab][v_at(t, c)] = (B^T d B)[a][b] for the tiles of a group, 16 channels at a time (bf16: x
+ * is bfloat16). */
 static inline __attribute__((always_inline)) void input_transform(
     int bf16, const void *x_, int h, int w, int c, int th, int tw, int t0, int count, float *v)
 {
@@ -105,7 +128,11 @@ static inline __attribute__((always_inline)) void input_transform(
                 for (int bb = 0; bb < A; bb++) {
                     float s[16];
                     combine(BT[bb], r[a][0], 16, 16, s);
-                    memcpy(v + ((size_t)(a * A + bb) * count + t) * c + c0, s, lanes * sizeof(float));
+                    float *vab = v + (size_t)(a * A + bb) * v_stride(count, c);
+                    if (V_PANEL == 1)
+                        memcpy(vab + v_at(t, c0, c), s, lanes * sizeof(float));
+                    else
+                        for (int l = 0; l < lanes; l++) vab[v_at(t, c0 + l, c)] = s[l];
                 }
         }
     }
@@ -122,10 +149,10 @@ static inline __attribute__((always_inline)) void micro_avx2(
 #pragma GCC unroll 6
     for (int r = 0; r < 6; r++) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
     for (int i = 0; i < c; i++) {
-        __m256 u0 = _mm256_loadu_ps(u + (size_t)i * KB), u1 = _mm256_loadu_ps(u + (size_t)i * KB + 8);
+        __m256 u0 = _mm256_loadu_ps(u + (size_t)i * U_LANES), u1 = _mm256_loadu_ps(u + (size_t)i * U_LANES + 8);
 #pragma GCC unroll 6
         for (int r = 0; r < rows; r++) {
-            __m256 s = _mm256_broadcast_ss(v + (size_t)r * c + i);
+            __m256 s = _mm256_broadcast_ss(v + (size_t)i * V_PANEL + r);
             acc[r][0] = _mm256_fmadd_ps(s, u0, acc[r][0]);
             acc[r][1] = _mm256_fmadd_ps(s, u1, acc[r][1]);
         }
@@ -173,16 +200,16 @@ static inline __attribute__((always_inline)) void product_block(
 #elif defined(__AVX2__) && defined(__FMA__)
     for (int r0 = 0; r0 < rows; r0 += 6) {
         int n = rows - r0 < 6 ? rows - r0 : 6;
-        for (int half = 0; half < KB; half += 16) {
-            const float *vr = v + (size_t)r0 * c;
-            float *o = out + r0 * KB + half;
+        for (int half = 0; half < U_HALVES; half++) {
+            const float *vr = v + (size_t)r0 * c, *uh = u + (size_t)half * c * U_LANES;
+            float *o = out + r0 * KB + half * U_LANES;
             switch (n) { /* constant row counts: the accumulators stay in registers */
-            case 6: micro_avx2(vr, 6, c, u + half, o); break;
-            case 5: micro_avx2(vr, 5, c, u + half, o); break;
-            case 4: micro_avx2(vr, 4, c, u + half, o); break;
-            case 3: micro_avx2(vr, 3, c, u + half, o); break;
-            case 2: micro_avx2(vr, 2, c, u + half, o); break;
-            default: micro_avx2(vr, 1, c, u + half, o); break;
+            case 6: micro_avx2(vr, 6, c, uh, o); break;
+            case 5: micro_avx2(vr, 5, c, uh, o); break;
+            case 4: micro_avx2(vr, 4, c, uh, o); break;
+            case 3: micro_avx2(vr, 3, c, uh, o); break;
+            case 2: micro_avx2(vr, 2, c, uh, o); break;
+            default: micro_avx2(vr, 1, c, uh, o); break;
             }
         }
     }
@@ -265,7 +292,7 @@ static inline __attribute__((always_inline)) void run(
         for (int kb = kb0; kb < kb1; kb++) {
             for (int ab = 0; ab < A * A; ab++) {
                 const float *ub = u + ((size_t)ab * blocks + kb) * c * KB;
-                const float *vb = v + (size_t)ab * count * c;
+                const float *vb = v + (size_t)ab * v_stride(count, c);
                 float *pb = p + (size_t)ab * count * KB;
                 for (int r0 = 0; r0 < count; r0 += ROWS)
                     product_block(vb + (size_t)r0 * c, count - r0 < ROWS ? count - r0 : ROWS, c, ub,
@@ -294,25 +321,27 @@ void winograd(int bf16, const void *x, int h, int w, int c, const float *u, int 
 }
 
 /* u = G w G^T for k x c 3x3 weights w (float32, (K, C, 3, 3)), computed in double and packed as
- * the kernel reads it: [36][ceil(K / 32)][C][32], u zeroed by the caller (the padding past K
- * stays zero). Lavin's G for interpolation points 0, +-1, +-2 and infinity. */
+ * the kernel reads it (see the top), zeros past K. Lavin's G for interpolation points 0, +-1, +-2 and infinity. */
 void transform_weights(const float *w, int k, int c, float *u, int threads)
 {
     static const double G[6][3] = {{1.0 / 4, 0, 0}, {-1.0 / 6, -1.0 / 6, -1.0 / 6}, {-1.0 / 6, 1.0 / 6, -1.0 / 6},
                                    {1.0 / 24, 1.0 / 12, 1.0 / 6}, {1.0 / 24, -1.0 / 12, 1.0 / 6}, {0, 0, 1}};
     const int blocks = (k + KB - 1) / KB;
 #pragma omp parallel for num_threads(threads) schedule(static)
-    for (int kk = 0; kk < k; kk++)
+    for (int kk = 0; kk < blocks * KB; kk++)
         for (int cc = 0; cc < c; cc++) {
-            const float *g = w + ((size_t)kk * c + cc) * 9;
-            double t[6][3];
-            for (int a = 0; a < A; a++)
-                for (int j = 0; j < 3; j++)
-                    t[a][j] = G[a][0] * g[j] + G[a][1] * g[3 + j] + G[a][2] * g[6 + j];
+            double t[6][3] = {{0}}; /* past K: zeros */
+            if (kk < k) {
+                const float *g = w + ((size_t)kk * c + cc) * 9;
+                for (int a = 0; a < A; a++)
+                    for (int j = 0; j < 3; j++)
+                        t[a][j] = G[a][0] * g[j] + G[a][1] * g[3 + j] + G[a][2] * g[6 + j];
+            }
             for (int a = 0; a < A; a++)
                 for (int b = 0; b < A; b++) {
                     double s = t[a][0] * G[b][0] + t[a][1] * G[b][1] + t[a][2] * G[b][2];
-                    u[(((size_t)(a * A + b) * blocks + kk / KB) * c + cc) * KB + kk % KB] = (float)s;
+                    size_t block = (size_t)(a * A + b) * blocks + kk / KB, lane = kk % KB;
+                    u[((block * U_HALVES + lane / U_LANES) * c + cc) * U_LANES + lane % U_LANES] = (float)s;
                 }
         }
 }

@@ -26,11 +26,11 @@ import torch
 from ..atomic import atomic_write
 from ..errors import TrainingError, WeightsError
 from ..files import open_regular, write_failure
+from ..model import budget
 from ..weights import bad_value
 
 log = logging.getLogger(__name__)
 STATE_VERSION = 1
-MAX_STATE_BYTES = 16 << 30  # momentum is one float per parameter; a larger sidecar is not one
 
 
 def state_path(weights: Path) -> Path:
@@ -101,7 +101,7 @@ def load_state(weights, seen: int, optimizer=None) -> dict | None:
     if not path.exists():
         return None
     try:
-        with open_regular(path, lambda m: WeightsError(m, file=path), "optimizer sidecar", MAX_STATE_BYTES) as f:
+        with open_regular(path, lambda m: WeightsError(m, file=path), "optimizer sidecar", budget()) as f:
             data = f.read()
         state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except WeightsError:

@@ -280,7 +280,7 @@ class Trainer:
 
     def _freeze(self) -> int:
         """``stopbackward`` stops Darknet's backward pass at that layer: it and everything before
-        it get no gradient (here: no update at all)."""
+        it get no gradient. ``update_network`` still updates them: see ``_optimizer``."""
         stops = [i for i, f in enumerate(self.net.flags) if f.stopbackward]
         last = max(stops, default=-1)
         for layer in self.net.layers[:last + 1]:
@@ -288,14 +288,21 @@ class Trainer:
         return last
 
     def _optimizer(self):
+        """SGD in groups of (layer learning_rate scale, decayed or not). Weights of frozen layers
+        are in it too: Darknet's update_network runs for every layer, so a weight without a
+        gradient still decays (``weight_updates -= decay*batch*w``, with momentum); biases and
+        scales without a gradient stay as they are."""
         groups = {}
+        self.decay_only = []  # frozen weights: a zero gradient before each step
         for i, layer in enumerate(self.net.layers):
             scale = self.net.flags[i].learning_rate_scale
             for name, p in layer.named_parameters():
-                if p.requires_grad:
-                    decay = name.rsplit(".", 1)[-1] == "weights"  # Darknet decays weights only
+                decay = name.rsplit(".", 1)[-1] == "weights"  # Darknet decays weights only
+                if p.requires_grad or decay:
                     groups.setdefault((scale, decay), []).append(p)
-        if not groups:
+                if decay and not p.requires_grad:
+                    self.decay_only.append(p)
+        if not any(p.requires_grad for ps in groups.values() for p in ps):
             raise TrainingError(f"{self.net.cfg_file}: every layer is frozen (stopbackward)")
         return torch.optim.SGD([{"params": ps, "lr_scale": scale,
                                  "weight_decay": self.cfg.decay if decay else 0.0}
@@ -388,6 +395,8 @@ class Trainer:
                         record.skipped = (f"float16 gradients overflowed; loss scale lowered to "
                                           f"{self.scaler.get_scale():g}")
             else:
+                for p in self.decay_only:  # update_network decays what backward_network skipped
+                    p.grad = torch.zeros_like(p)
                 try:
                     guarded_step(self.optimizer, {id(p): n for n, p in self.net.named_parameters()})
                 except NonFiniteUpdate as e:  # undone: weights and momentum as before the step
