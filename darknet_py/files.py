@@ -36,7 +36,7 @@ def open_regular(path, error: Callable[[str], Exception] = _default_error, what:
     try:
         fd = os.open(os.fspath(path), os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except OSError as e:
-        raise error(f"cannot open the {what}: {e.strerror}") from None
+        raise error(f"cannot read the {what}: {e.strerror}") from None
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):

@@ -20,6 +20,8 @@ from darknet_py.postprocess import correct_boxes
 from darknet_py.validate import validation_detections
 
 from conftest import CFG
+from reference.gaussian_yolo_layer import c_correct_gaussian_yolo_boxes
+from reference.image_pjreddie import darknet_resize_image
 from reference.yolo_layer_alexeyab import c_correct_yolo_boxes
 
 F32 = np.float32
@@ -94,23 +96,6 @@ def test_resolved_fork_is_exposed_logged_and_reaches_the_layers(caplog):
 
 # --- detection: letterbox or resize ---------------------------------------------------------------
 
-def c_correct_gaussian_yolo_boxes(dets, w, h, netw, neth, letter):
-    """gaussian_yolo_layer.c correct_gaussian_yolo_boxes, relative=1 (pjreddie's size formula)."""
-    if letter:
-        if F32(netw) / F32(w) < F32(neth) / F32(h):
-            new_w, new_h = netw, (h * netw) // w
-        else:
-            new_h, new_w = neth, (w * neth) // h
-    else:
-        new_w, new_h = netw, neth
-    out = []
-    for x, y, bw, bh in dets:
-        x = F32((float(x) - (netw - new_w) / 2. / netw) / float(F32(new_w) / F32(netw)))
-        y = F32((float(y) - (neth - new_h) / 2. / neth) / float(F32(new_h) / F32(neth)))
-        out.append([x, y, F32(bw * (F32(netw) / F32(new_w))), F32(bh * (F32(neth) / F32(new_h)))])
-    return np.array(out, F32)
-
-
 @pytest.mark.parametrize("letter", [0, 1])
 @pytest.mark.parametrize("size", [(640, 427), (300, 700), (97, 131)])
 def test_correct_boxes_match_alexeyab(letter, size):
@@ -123,38 +108,6 @@ def test_correct_boxes_match_alexeyab(letter, size):
                                   c_correct_gaussian_yolo_boxes(boxes, w, h, 416, 288, letter))
     if not letter:  # the network saw the whole image: boxes relative to it are already right
         np.testing.assert_array_equal(correct_boxes(boxes, w, h, 416, 288, True, False), boxes)
-
-
-def c_resize_image(im, w, h):
-    """image.c resize_image, literally (float32 arithmetic, C's operation order)."""
-    c, ih, iw = im.shape
-    part = np.zeros((c, ih, w), F32)
-    w_scale = F32(iw - 1) / F32(w - 1)
-    h_scale = F32(ih - 1) / F32(h - 1)
-    for k in range(c):
-        for r in range(ih):
-            for col in range(w):
-                if col == w - 1 or iw == 1:
-                    val = im[k, r, iw - 1]
-                else:
-                    sx = F32(col * w_scale)
-                    ix = int(sx)
-                    dx = F32(sx - F32(ix))
-                    val = F32((F32(1) - dx) * im[k, r, ix] + dx * im[k, r, ix + 1])
-                part[k, r, col] = val
-    out = np.zeros((c, h, w), F32)
-    for k in range(c):
-        for r in range(h):
-            sy = F32(r * h_scale)
-            iy = int(sy)
-            dy = F32(sy - F32(iy))
-            for col in range(w):
-                out[k, r, col] = F32((F32(1) - dy) * part[k, iy, col])
-            if r == h - 1 or ih == 1:
-                continue
-            for col in range(w):
-                out[k, r, col] = F32(out[k, r, col] + F32(dy * part[k, iy + 1, col]))
-    return out
 
 
 YOLO_HEAD = ("[convolutional]\nsize=1\nfilters=18\nactivation=linear\n"
@@ -190,10 +143,10 @@ def test_detect_feeds_the_image_as_the_fork_does(tmp_path, net_extra, yolo_extra
         forced = [detect(net, image, thresh=0.05, letterbox=flag) for flag in (True, False)]
     finally:
         hook.remove()
-    want = letterbox(image, 32, 24) if letter else c_resize_image(image, 32, 24)
+    want = letterbox(image, 32, 24) if letter else darknet_resize_image(image, 32, 24)
     assert np.array_equal(seen[0][0].float().numpy(), want)          # bit for bit
     assert np.array_equal(seen[1][0].float().numpy(), letterbox(image, 32, 24))
-    assert np.array_equal(seen[2][0].float().numpy(), c_resize_image(image, 32, 24))
+    assert np.array_equal(seen[2][0].float().numpy(), darknet_resize_image(image, 32, 24))
     with torch.no_grad():
         outputs = net(seen[0])
     same = detections_from_outputs(net, outputs, [(45, 19)], 0.05, 0.45, letterbox=letter)[0]

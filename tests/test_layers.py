@@ -1,6 +1,7 @@
 """Layer modules against slow, literal transcriptions of Darknet's C loops.
 
-Each ``darknet_*`` function below follows pjreddie/darknet's C code loop by loop and index by
+Each ``darknet_*`` reference (``reference/layers_pjreddie.py``, ``reference/activations.py``,
+``reference/image_pjreddie.py``) follows pjreddie/darknet's C code loop by loop and index by
 index (``maxpool_layer.c``, ``blas.c``, ``local_layer.c``, ``im2col.c``, ``softmax_layer.c``,
 ``region_layer.c``, ``yolo_layer.c``, ``detection_layer.c``, ``activations.h``, ``image.c``;
 AlexeyAB's fork for the activations pjreddie lacks). They work on flat float32 buffers with
@@ -11,8 +12,6 @@ Comparisons are exact where Darknet's arithmetic is reproducible (maxpool, reorg
 upsample, resize_image, letterbox_image); elsewhere within float32 rounding of the reference.
 """
 from __future__ import annotations
-
-import math
 
 import numpy as np
 import pytest
@@ -32,25 +31,18 @@ from darknet_py.model import plan_network
 from darknet_py.registry import Shape
 
 from reference import batchnorm as bn_ref
-from reference.blas import darknet_reorg_cpu
+from reference.activations import DARKNET_ACTIVATIONS, darknet_activate_array
+from reference.cmath import c_div
+from reference.image_pjreddie import darknet_letterbox_image, darknet_letterbox_size, darknet_resize_image
+from reference.layers_pjreddie import (
+    FLT_MAX, darknet_detection, darknet_local, darknet_maxpool, darknet_region, darknet_reorg, darknet_shortcut,
+    darknet_softmax_layer, darknet_upsample, darknet_yolo, local_out_size)
 
 F32 = np.float32
-FLT_MAX = F32(np.finfo(np.float32).max)
 
 
 # ---------------------------------------------------------------------------------------------
 # helpers
-
-
-def c_div(a: int, b: int) -> int:
-    """C's integer division (truncates toward zero)."""
-    q = abs(a) // abs(b)
-    return q if (a >= 0) == (b >= 0) else -q
-
-
-def c_rem(a: int, b: int) -> int:
-    """C's ``%`` (sign of the dividend)."""
-    return a - b * c_div(a, b)
 
 
 def randn(seed, *shape, shift=0.0, scale=1.0):
@@ -85,118 +77,7 @@ def assert_sums_close(got, ref, magnitude, rel=2e-6):
 
 
 # ---------------------------------------------------------------------------------------------
-# activations: pjreddie's activations.h, and AlexeyAB's activations.h/.c/_kernels.cu for the rest.
-# Each formula is written as in C. Sub-expressions C evaluates in float (``x - n``, ``x + 4``,
-# AlexeyAB's ``x * x / 2 + x``) use float32; ``exp``/``tanh``/``log`` and double constants are
-# evaluated in double, i.e. the exact value that Darknet's own float/double evaluation rounds.
-
-
-def _exp(v: float) -> float:
-    """C's ``exp`` (double; +inf on overflow instead of Python's OverflowError)."""
-    try:
-        return math.exp(v)
-    except OverflowError:
-        return math.inf
-
-
-def _logistic(x):           # 1./(1. + exp(-x))
-    return 1.0 / (1.0 + _exp(-x))
-
-
-def _f(v) -> float:
-    """A value rounded to float, as C stores it."""
-    return float(F32(v))
-
-
-def _stair(x):
-    n = math.floor(x)       # int n = floor(x);
-    if c_rem(n, 2) == 0:
-        return math.floor(x / 2.0)
-    return _f(F32(x) - F32(n)) + math.floor(x / 2.0)    # (x - n) is float - int: float
-
-
-def _hardtan(x):
-    if x < -1:
-        return -1.0
-    if x > 1:
-        return 1.0
-    return x
-
-
-def _plse(x):
-    if x < -4:
-        return .01 * _f(F32(x) + F32(4))
-    if x > 4:
-        return .01 * _f(F32(x) - F32(4)) + 1
-    return .125 * x + .5
-
-
-def _lhtan(x):
-    if x < 0:
-        return .001 * x
-    if x > 1:
-        return .001 * _f(F32(x) - F32(1)) + 1
-    return x
-
-
-def _leaky(x):               # (x>0) ? x : .1*x
-    return x if x > 0 else .1 * x
-
-
-def _alexey_tanh(x):         # tanh_activate: 2 / (1 + expf(-2 * x)) - 1
-    return 2.0 / (1.0 + _exp(-2.0 * x)) - 1.0
-
-
-def _softplus(x, threshold):
-    if x > threshold:
-        return x             # too large
-    if x < -threshold:
-        return _exp(x)       # too small
-    return math.log(_exp(x) + 1)
-
-
-def _hard_mish(x):           # hard_mish_yashas, all float
-    if x > 0:
-        return x
-    if x > -2:
-        x = F32(x)
-        return _f(x * x / F32(2) + x)
-    return 0.0
-
-
-DARKNET_ACTIVATIONS = {
-    # pjreddie/darknet src/activations.h
-    "linear": lambda x: x,
-    "logistic": _logistic,
-    "loggy": lambda x: 2.0 / (1.0 + _exp(-x)) - 1,
-    "relu": lambda x: x * (x > 0),
-    "elu": lambda x: (x >= 0) * x + (x < 0) * (_exp(x) - 1),
-    "selu": lambda x: (x >= 0) * 1.0507 * x + (x < 0) * 1.0507 * 1.6732 * (_exp(x) - 1),
-    "relie": lambda x: x if x > 0 else .01 * x,
-    "ramp": lambda x: x * (x > 0) + .1 * x,
-    "leaky": _leaky,
-    "tanh": lambda x: (_exp(2 * x) - 1) / (_exp(2 * x) + 1),
-    "plse": _plse,
-    "stair": _stair,
-    "hardtan": _hardtan,
-    "lhtan": _lhtan,
-    # AlexeyAB/darknet
-    "relu6": lambda x: min(max(x, 0.0), 6.0),          # relu6_activate_kernel: min(max(x, 0), 6)
-    "swish": lambda x: x * _logistic(x),               # activate_array_swish
-    "mish": lambda x: x * _alexey_tanh(_softplus(x, 20)),  # activate_array_mish, MISH_THRESHOLD 20
-    "hard_mish": _hard_mish,
-    "gelu": lambda x: 0.5 * x * (1 + math.tanh(0.797885 * x + 0.035677 * x ** 3)),
-    # activate(): `case REVLEAKY: case LEAKY: return leaky_activate(x);` and on the GPU
-    # `a == LEAKY || a == REVLEAKY` -> activate_array_leaky_kernel. Only the gradient differs
-    # (gradient_array_revleaky_kernel divides delta by leaky_gradient).
-    "revleaky": _leaky,
-}
-
-
-def darknet_activate_array(flat: np.ndarray, name: str) -> np.ndarray:
-    """``activate_array``: x[i] = activate(x[i], a), the float result of a scalar formula."""
-    fn = DARKNET_ACTIVATIONS[name]
-    return np.array([F32(fn(float(v))) for v in flat.reshape(-1)], dtype=F32).reshape(flat.shape)
+# activations: against reference/activations.py (both forks' formulas as written in C)
 
 
 # |x| <= 100: beyond x ~ 354.9 pjreddie's tanh_activate computes exp(2x) = inf, inf/inf = NaN.
@@ -210,7 +91,7 @@ ACTIVATION_GRID = np.unique(np.concatenate([
 
 def test_every_darknet_py_activation_has_a_reference():
     missing = sorted(set(ACTIVATIONS) - set(DARKNET_ACTIVATIONS))
-    assert not missing, f"activations without a Darknet reference in this file: {missing}"
+    assert not missing, f"activations without a Darknet reference in reference/activations.py: {missing}"
 
 
 @pytest.mark.parametrize("name", sorted(ACTIVATIONS))
@@ -237,33 +118,6 @@ def test_activation_keeps_shape_and_is_elementwise(name):
 
 # ---------------------------------------------------------------------------------------------
 # [maxpool]: forward_maxpool_layer
-
-
-def darknet_maxpool(x, size, stride, padding):
-    batch, c, l_h, l_w = x.shape
-    out_w = c_div(l_w + padding - size, stride) + 1     # make_maxpool_layer
-    out_h = c_div(l_h + padding - size, stride) + 1
-    inp = x.reshape(-1)
-    output = np.zeros(batch * c * out_h * out_w, dtype=F32)
-    w_offset = c_div(-padding, 2)                        # int w_offset = -l.pad/2;
-    h_offset = c_div(-padding, 2)
-    h, w = out_h, out_w
-    for b in range(batch):
-        for k in range(c):
-            for i in range(h):
-                for j in range(w):
-                    out_index = j + w * (i + h * (k + c * b))
-                    mx = -FLT_MAX
-                    for n in range(size):
-                        for m in range(size):
-                            cur_h = h_offset + i * stride + n
-                            cur_w = w_offset + j * stride + m
-                            index = cur_w + l_w * (cur_h + l_h * (k + b * c))
-                            valid = 0 <= cur_h < l_h and 0 <= cur_w < l_w
-                            val = inp[index] if valid else -FLT_MAX
-                            mx = val if val > mx else mx
-                    output[out_index] = mx
-    return output.reshape(batch, c, out_h, out_w)
 
 
 MAXPOOL_CASES = [  # size, stride, padding, h, w
@@ -331,14 +185,6 @@ def test_maxpool_section_defaults(body, size, stride, padding, h, w):
 # [reorg]: forward_reorg_layer -> reorg_cpu(net.input, l.w, l.h, l.c, l.batch, l.stride, fwd, out)
 
 
-def darknet_reorg(x, stride, reverse):
-    batch, c, h, w = x.shape
-    flat = darknet_reorg_cpu(x.reshape(-1), w, h, c, batch, stride, 1 if reverse else 0)
-    s2 = stride * stride
-    shape = (batch, c // s2, h * stride, w * stride) if reverse else (batch, c * s2, h // stride, w // stride)
-    return flat.reshape(shape)
-
-
 @pytest.mark.parametrize("stride,reverse,c,h,w", [
     (2, False, 4, 4, 6),
     (2, False, 8, 2, 2),
@@ -363,33 +209,6 @@ def test_reorg(stride, reverse, c, h, w):
 # ---------------------------------------------------------------------------------------------
 # [shortcut]: copy_cpu(prev -> output); shortcut_cpu(l.batch, l.w, l.h, l.c, from, l.out_w,
 #             l.out_h, l.out_c, l.alpha, l.beta, l.output); activate_array
-
-
-def darknet_shortcut(prev, frm, alpha, beta, activation):
-    batch, c2, h2, w2 = prev.shape      # the layer's output = the previous layer's shape
-    _, c1, h1, w1 = frm.shape           # l.w, l.h, l.c: the `from` layer's shape
-    out = prev.reshape(-1).copy()
-    add = frm.reshape(-1)
-    s1, s2 = F32(alpha), F32(beta)
-    stride = c_div(w1, w2)
-    sample = c_div(w2, w1)
-    assert stride == c_div(h1, h2)
-    assert sample == c_div(h2, h1)
-    if stride < 1:
-        stride = 1
-    if sample < 1:
-        sample = 1
-    minw = min(w1, w2)
-    minh = min(h1, h2)
-    minc = min(c1, c2)
-    for b in range(batch):
-        for k in range(minc):
-            for j in range(minh):
-                for i in range(minw):
-                    out_index = i * sample + w2 * (j * sample + h2 * (k + c2 * b))
-                    add_index = i * stride + w1 * (j * stride + h1 * (k + c1 * b))
-                    out[out_index] = s1 * out[out_index] + s2 * add[add_index]
-    return darknet_activate_array(out, activation).reshape(prev.shape)
 
 
 @pytest.mark.parametrize("prev_shape,from_shape", [
@@ -423,34 +242,6 @@ def test_shortcut(prev_shape, from_shape, alpha, beta, activation):
 # [upsample]: forward_upsample_layer -> upsample_cpu
 
 
-def darknet_upsample_cpu(in_, w, h, c, batch, stride, forward, scale, out):
-    scale = F32(scale)
-    for b in range(batch):
-        for k in range(c):
-            for j in range(h * stride):
-                for i in range(w * stride):
-                    in_index = b * w * h * c + k * w * h + (j // stride) * w + i // stride
-                    out_index = (b * w * h * c * stride * stride + k * w * h * stride * stride
-                                 + j * w * stride + i)
-                    if forward:
-                        out[out_index] = scale * in_[in_index]
-                    else:
-                        in_[in_index] += scale * out[out_index]
-
-
-def darknet_upsample(x, stride, scale, reverse):
-    batch, c, h, w = x.shape
-    if reverse:                      # make_upsample_layer: stride < 0 -> out = in / stride
-        out_w, out_h = w // stride, h // stride
-        output = np.zeros(batch * c * out_h * out_w, dtype=F32)       # fill_cpu(..., 0, ...)
-        darknet_upsample_cpu(output, out_w, out_h, c, batch, stride, 0, scale, x.reshape(-1))
-    else:
-        out_w, out_h = w * stride, h * stride
-        output = np.zeros(batch * c * out_h * out_w, dtype=F32)
-        darknet_upsample_cpu(x.reshape(-1), w, h, c, batch, stride, 1, scale, output)
-    return output.reshape(batch, c, out_h, out_w)
-
-
 @pytest.mark.parametrize("stride,scale,reverse,h,w", [
     (2, 1.0, False, 3, 4),
     (2, 1.0, False, 1, 1),
@@ -474,72 +265,6 @@ def test_upsample(stride, scale, reverse, h, w):
 
 # ---------------------------------------------------------------------------------------------
 # [local]: forward_local_layer (biases, im2col_cpu, one gemm per location)
-
-
-def im2col_get_pixel(im, height, width, channels, row, col, channel, pad):
-    row -= pad
-    col -= pad
-    if row < 0 or col < 0 or row >= height or col >= width:
-        return F32(0)
-    return im[col + width * (row + height * channel)]
-
-
-def darknet_im2col_cpu(data_im, channels, height, width, ksize, stride, pad):
-    height_col = c_div(height + 2 * pad - ksize, stride) + 1
-    width_col = c_div(width + 2 * pad - ksize, stride) + 1
-    channels_col = channels * ksize * ksize
-    data_col = np.zeros(channels_col * height_col * width_col, dtype=F32)
-    for c in range(channels_col):
-        w_offset = c % ksize
-        h_offset = (c // ksize) % ksize
-        c_im = c // ksize // ksize
-        for h in range(height_col):
-            for w in range(width_col):
-                im_row = h_offset + h * stride
-                im_col = w_offset + w * stride
-                col_index = (c * height_col + h) * width_col + w
-                data_col[col_index] = im2col_get_pixel(data_im, height, width, channels,
-                                                       im_row, im_col, c_im, pad)
-    return data_col
-
-
-def darknet_gemm_nn(M, N, K, ALPHA, A, a0, lda, B, b0, ldb, C, c0, ldc):
-    for i in range(M):
-        for k in range(K):
-            A_PART = F32(ALPHA) * A[a0 + i * lda + k]
-            for j in range(N):
-                C[c0 + i * ldc + j] += A_PART * B[b0 + k * ldb + j]
-
-
-def darknet_gemm(TA, TB, M, N, K, ALPHA, A, a0, lda, B, b0, ldb, BETA, C, c0, ldc):
-    assert (TA, TB) == (0, 0)
-    for i in range(M):
-        for j in range(N):
-            C[c0 + i * ldc + j] *= F32(BETA)
-    darknet_gemm_nn(M, N, K, ALPHA, A, a0, lda, B, b0, ldb, C, c0, ldc)
-
-
-def local_out_size(size_in, size, stride, pad):   # local_out_height / local_out_width
-    size_in -= 1 if pad else size
-    return c_div(size_in, stride) + 1
-
-
-def darknet_local(x, weights, biases, n, size, stride, pad, activation):
-    batch, c, h, w = x.shape
-    out_h, out_w = local_out_size(h, size, stride, pad), local_out_size(w, size, stride, pad)
-    locations = out_h * out_w
-    outputs = out_h * out_w * n
-    inp = x.reshape(-1)
-    output = np.zeros(batch * outputs, dtype=F32)
-    for i in range(batch):
-        output[i * outputs:(i + 1) * outputs] = biases         # copy_cpu(l.outputs, l.biases, ...)
-    for i in range(batch):
-        col_image = darknet_im2col_cpu(inp[i * w * h * c:], c, h, w, size, stride, pad)
-        for j in range(locations):
-            m, nn, k = n, 1, size * size * c
-            darknet_gemm(0, 0, m, nn, k, 1, weights, j * size * size * c * n, k,
-                         col_image, j, locations, 1, output, i * outputs + j, locations)
-    return darknet_activate_array(output, activation).reshape(batch, n, out_h, out_w)
 
 
 @pytest.mark.parametrize("c,h,w,n,size,stride,pad", [
@@ -578,37 +303,6 @@ def test_local(c, h, w, n, size, stride, pad, activation):
 #            l.inputs/l.groups, 1, l.temperature, l.output)
 
 
-def darknet_softmax(inp, i0, n, temp, stride, output, o0):
-    total = F32(0)
-    largest = -FLT_MAX
-    temp = F32(temp)
-    for i in range(n):
-        if inp[i0 + i * stride] > largest:
-            largest = inp[i0 + i * stride]
-    for i in range(n):
-        e = F32(_exp(float(inp[i0 + i * stride] / temp - largest / temp)))
-        total += e
-        output[o0 + i * stride] = e
-    for i in range(n):
-        output[o0 + i * stride] /= total
-
-
-def darknet_softmax_cpu(inp, i0, n, batch, batch_offset, groups, group_offset, stride, temp, output, o0):
-    for b in range(batch):
-        for g in range(groups):
-            off = b * batch_offset + g * group_offset
-            darknet_softmax(inp, i0 + off, n, temp, stride, output, o0 + off)
-
-
-def darknet_softmax_layer(x, groups, temperature):
-    batch = x.shape[0]
-    inputs = x[0].size
-    output = np.zeros(x.size, dtype=F32)
-    darknet_softmax_cpu(x.reshape(-1), 0, inputs // groups, batch, inputs, groups, inputs // groups,
-                        1, temperature, output, 0)
-    return output.reshape(x.shape)
-
-
 @pytest.mark.parametrize("shape,groups,temperature,scale", [
     ((2, 10, 1, 1), 1, 1.0, 1.0),
     ((1, 12, 2, 2), 3, 1.0, 3.0),
@@ -627,67 +321,6 @@ def test_softmax(shape, groups, temperature, scale):
 
 # ---------------------------------------------------------------------------------------------
 # [yolo], [region], [detection] heads in eval mode
-
-
-def darknet_yolo(x, n, classes):
-    """forward_yolo_layer (CPU): logistic on x, y and on objectness + classes."""
-    batch, _, h, w = x.shape
-    outputs = x[0].size
-    output = x.reshape(-1).copy()
-
-    def entry_index(b, location, entry):
-        nn, loc = location // (w * h), location % (w * h)
-        return b * outputs + nn * w * h * (4 + classes + 1) + entry * w * h + loc
-
-    for b in range(batch):
-        for nn in range(n):
-            for entry, span in ((0, 2 * w * h), (4, (1 + classes) * w * h)):
-                index = entry_index(b, nn * w * h, entry)
-                output[index:index + span] = darknet_activate_array(output[index:index + span], "logistic")
-    return output
-
-
-def darknet_region(x, n, classes, coords, softmax, background):
-    """forward_region_layer (CPU, no tree)."""
-    batch, _, h, w = x.shape
-    inputs = outputs = x[0].size
-    net_input = x.reshape(-1)
-    output = net_input.copy()
-
-    def entry_index(b, location, entry):
-        nn, loc = location // (w * h), location % (w * h)
-        return b * outputs + nn * w * h * (coords + classes + 1) + entry * w * h + loc
-
-    def logistic(index, count):
-        output[index:index + count] = darknet_activate_array(output[index:index + count], "logistic")
-
-    for b in range(batch):
-        for nn in range(n):
-            logistic(entry_index(b, nn * w * h, 0), 2 * w * h)
-            if not background:
-                logistic(entry_index(b, nn * w * h, coords), w * h)
-            if not softmax:
-                logistic(entry_index(b, nn * w * h, coords + 1), classes * w * h)
-    if softmax:
-        index = entry_index(0, 0, coords + (not background))
-        darknet_softmax_cpu(net_input, index, classes + background, batch * n, inputs // n,
-                            w * h, 1, w * h, 1, output, index)
-    return output
-
-
-def darknet_detection(x, side, classes, softmax):
-    """forward_detection_layer: softmax over each cell's classes, the rest copied."""
-    batch = x.shape[0]
-    inputs = x[0].size
-    locations = side * side
-    output = x.reshape(-1).copy()
-    if softmax:
-        for b in range(batch):
-            index = b * inputs
-            for i in range(locations):
-                offset = i * classes
-                darknet_softmax(output, index + offset, classes, 1, 1, output, index + offset)
-    return output
 
 
 @pytest.mark.parametrize("n,classes,h,w", [(3, 2, 2, 3), (1, 1, 1, 1), (2, 4, 3, 2)])
@@ -734,90 +367,6 @@ def test_heads_training_mode_returns_raw_input():
 
 # ---------------------------------------------------------------------------------------------
 # image.c: resize_image, letterbox_image, embed_image
-
-
-def im_get_pixel(m, mw, mh, mc, x, y, c):
-    assert x < mw and y < mh and c < mc     # get_pixel's assert (no lower bound)
-    return m[c * mh * mw + y * mw + x]
-
-
-def im_set_pixel(m, mw, mh, mc, x, y, c, val):
-    if x < 0 or y < 0 or c < 0 or x >= mw or y >= mh or c >= mc:
-        return
-    m[c * mh * mw + y * mw + x] = val
-
-
-def im_add_pixel(m, mw, mh, mc, x, y, c, val):
-    assert x < mw and y < mh and c < mc
-    m[c * mh * mw + y * mw + x] += val
-
-
-def darknet_resize_image(im, w, h):
-    im_c, im_h, im_w = im.shape
-    data = im.reshape(-1)
-    resized = np.zeros(w * h * im_c, dtype=F32)      # make_image: calloc
-    part = np.zeros(w * im_h * im_c, dtype=F32)
-    with np.errstate(divide="ignore", invalid="ignore"):   # w == 1: the scale is never used
-        w_scale = F32(im_w - 1) / F32(w - 1)         # (float)(im.w - 1) / (w - 1)
-        h_scale = F32(im_h - 1) / F32(h - 1)
-    one = F32(1)
-    for k in range(im_c):
-        for r in range(im_h):
-            for c in range(w):
-                if c == w - 1 or im_w == 1:
-                    val = im_get_pixel(data, im_w, im_h, im_c, im_w - 1, r, k)
-                else:
-                    sx = F32(c) * w_scale
-                    ix = int(sx)
-                    dx = sx - F32(ix)
-                    val = ((one - dx) * im_get_pixel(data, im_w, im_h, im_c, ix, r, k)
-                           + dx * im_get_pixel(data, im_w, im_h, im_c, ix + 1, r, k))
-                im_set_pixel(part, w, im_h, im_c, c, r, k, val)
-    for k in range(im_c):
-        for r in range(h):
-            sy = F32(r) * h_scale
-            iy = int(sy)
-            dy = sy - F32(iy)
-            for c in range(w):
-                val = (one - dy) * im_get_pixel(part, w, im_h, im_c, c, iy, k)
-                im_set_pixel(resized, w, h, im_c, c, r, k, val)
-            if r == h - 1 or im_h == 1:
-                continue
-            for c in range(w):
-                val = dy * im_get_pixel(part, w, im_h, im_c, c, iy + 1, k)
-                im_add_pixel(resized, w, h, im_c, c, r, k, val)
-    return resized.reshape(im_c, h, w)
-
-
-def darknet_embed_image(source, dest, dest_w, dest_h, dx, dy):
-    sc, sh, sw = source.shape
-    src = source.reshape(-1)
-    for k in range(sc):
-        for y in range(sh):
-            for x in range(sw):
-                val = im_get_pixel(src, sw, sh, sc, x, y, k)
-                im_set_pixel(dest, dest_w, dest_h, sc, dx + x, dy + y, k, val)
-
-
-def darknet_letterbox_size(im_w, im_h, w, h):
-    new_w, new_h = im_w, im_h
-    if F32(w) / F32(im_w) < F32(h) / F32(im_h):   # ((float)w/im.w) < ((float)h/im.h)
-        new_w = w
-        new_h = c_div(im_h * w, im_w)
-    else:
-        new_h = h
-        new_w = c_div(im_w * h, im_h)
-    return new_w, new_h
-
-
-def darknet_letterbox_image(im, w, h):
-    im_c, im_h, im_w = im.shape
-    new_w, new_h = darknet_letterbox_size(im_w, im_h, w, h)
-    resized = darknet_resize_image(im, new_w, new_h)
-    boxed = np.zeros(w * h * im_c, dtype=F32)
-    boxed[:] = F32(.5)                               # fill_image(boxed, .5)
-    darknet_embed_image(resized, boxed, w, h, c_div(w - new_w, 2), c_div(h - new_h, 2))
-    return boxed.reshape(im_c, h, w)
 
 
 def random_image(seed, c, h, w):

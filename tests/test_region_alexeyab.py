@@ -1,4 +1,5 @@
-"""[region] detection under fork=alexeyab against a literal transcription of AlexeyAB's C:
+"""[region] detection under fork=alexeyab against a literal transcription of AlexeyAB's C
+(reference/region_layer_alexeyab.py):
 forward_region_layer (flatten, logistic on objectness, softmax over classes or raw classes),
 get_region_boxes (cell-major list, get_region_box with its own logistic, classfix=-1),
 custom_get_region_detections (objectness 1) and its correct_yolo_boxes (letter or not).
@@ -6,7 +7,6 @@ pjreddie's [region] keeps its own path (tests/test_detect.py, tests/test_darknet
 from __future__ import annotations
 
 import logging
-import math
 
 import numpy as np
 import pytest
@@ -16,7 +16,7 @@ from darknet_py.detect import detect, network_boxes
 from darknet_py.errors import CfgError
 from darknet_py.model import Darknet
 
-from reference.yolo_layer_alexeyab import c_correct_yolo_boxes
+from reference.region_layer_alexeyab import c_custom_get_region_detections
 
 F32 = np.float32
 ANCHORS = [0.57273, 0.677385, 1.87446, 2.06253]
@@ -33,80 +33,6 @@ def write_cfg(tmp_path, fork="alexeyab", region_extra=""):
     return path
 
 
-# --- AlexeyAB's C, transcribed --------------------------------------------------------------
-def logistic_activate(x):
-    return F32(1) / (F32(1) + np.exp(-F32(x)))  # 1.f/(1.f + expf(-x))
-
-
-def c_softmax(buf, start, n):
-    """blas.c softmax(input, n, temp=1, output, stride=1), in place."""
-    largest = -np.finfo(F32).max
-    for i in range(n):
-        if buf[start + i] > largest:
-            largest = buf[start + i]
-    total = F32(0)
-    for i in range(n):
-        e = F32(math.exp(float(F32(buf[start + i] / F32(1)) - F32(largest / F32(1)))))
-        total = F32(total + e)
-        buf[start + i] = e
-    for i in range(n):
-        buf[start + i] = F32(buf[start + i] / total)
-
-
-def c_forward_region(raw, softmax):
-    """forward_region_layer, batch 1, not training: memcpy, flatten(.., forward=1), activations."""
-    size = CLASSES + 5
-    h, w = raw.shape[1:]
-    x = raw.reshape(-1).astype(F32)
-    layers = size * N
-    out = np.empty_like(x)
-    for c in range(layers):           # flatten: swap[i*layers + c] = x[c*size + i]
-        for i in range(w * h):
-            out[i * layers + c] = x[c * w * h + i]
-    for i in range(h * w * N):
-        out[size * i + 4] = logistic_activate(out[size * i + 4])
-    if softmax:
-        for i in range(h * w * N):
-            c_softmax(out, size * i + 5, CLASSES)
-    return out
-
-
-def c_get_region_box(x, biases, n, index, i, j, w, h):
-    bx = F32(F32(i + logistic_activate(x[index + 0])) / F32(w))
-    by = F32(F32(j + logistic_activate(x[index + 1])) / F32(h))
-    bw = F32(math.exp(float(x[index + 2])) * float(biases[2 * n]) / w)   # DOABS
-    bh = F32(math.exp(float(x[index + 3])) * float(biases[2 * n + 1]) / h)
-    return [bx, by, bw, bh]
-
-
-def c_get_region_boxes(pred, w, h, thresh, classfix, biases):
-    """get_region_boxes(l, 1, 1, thresh, probs, boxes, only_objectness=0, map=0)."""
-    boxes, probs = [], []
-    for i in range(w * h):
-        row, col = i // w, i % w
-        for n in range(N):
-            index = i * N + n
-            scale = pred[index * (CLASSES + 5) + 4]
-            if classfix == -1 and scale < .5:
-                scale = F32(0)
-            boxes.append(c_get_region_box(pred, biases, n, index * (CLASSES + 5), col, row, w, h))
-            row_probs = []
-            for j in range(CLASSES):
-                prob = F32(scale * pred[index * (CLASSES + 5) + 5 + j])
-                row_probs.append(prob if prob > thresh else F32(0))
-            probs.append(row_probs)
-    return boxes, probs
-
-
-def c_custom_get_region_detections(raw, im_w, im_h, netw, neth, thresh, softmax, classfix, letter):
-    pred = c_forward_region(raw, softmax)
-    h, w = raw.shape[1:]
-    boxes, probs = c_get_region_boxes(pred, w, h, F32(thresh), classfix, np.array(ANCHORS, F32))
-    boxes = c_correct_yolo_boxes(boxes, im_w, im_h, netw, neth, letter)
-    return np.array(boxes, F32), np.ones(len(boxes), F32), np.array(probs, F32)  # objectness = 1
-
-
-# --- the tests ------------------------------------------------------------------------------
 @pytest.mark.parametrize("softmax", [0, 1])
 @pytest.mark.parametrize("classfix", [0, -1])
 @pytest.mark.parametrize("letter", [True, False])
@@ -122,7 +48,7 @@ def test_detections_match_the_c(tmp_path, softmax, classfix, letter, image):
     thresh = 0.2
     ours = network_boxes(net, [out], 0, image[0], image[1], thresh, letter)
     boxes, objectness, probs = c_custom_get_region_detections(raw[0].numpy(), *image, 40, 24, thresh, softmax,
-                                                              classfix, letter)
+                                                              classfix, letter, ANCHORS, CLASSES)
     assert len(ours) == 12 * 20 * N
     np.testing.assert_array_equal(ours.objectness, objectness)
     # a few ulps: torch's logistic and softmax, and anchors held as double here, float in C

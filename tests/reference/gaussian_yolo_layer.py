@@ -1,4 +1,5 @@
-"""AlexeyAB's gaussian_yolo_layer.c: forward_gaussian_yolo_layer's training branch (CPU)."""
+"""AlexeyAB's gaussian_yolo_layer.c: forward_gaussian_yolo_layer's training branch (CPU), and
+correct_gaussian_yolo_boxes."""
 from __future__ import annotations
 
 import math
@@ -239,3 +240,20 @@ def c_forward_gaussian(x, truths, layer, net_w, net_h):
                    count=count, class_loss=class_loss / batch, iou_loss=(except_uc_loss - class_loss) / batch,
                    uc_loss=(loss - except_uc_loss) / batch)
     return torch.tensor(delta, dtype=torch.float64).view(x.shape), loss, printed, seen
+
+
+def c_correct_gaussian_yolo_boxes(dets, w, h, netw, neth, letter):
+    """gaussian_yolo_layer.c correct_gaussian_yolo_boxes, relative=1 (pjreddie's size formula)."""
+    if letter:
+        if F32(netw) / F32(w) < F32(neth) / F32(h):
+            new_w, new_h = netw, (h * netw) // w
+        else:
+            new_h, new_w = neth, (w * neth) // h
+    else:
+        new_w, new_h = netw, neth
+    out = []
+    for x, y, bw, bh in dets:
+        x = F32((float(x) - (netw - new_w) / 2. / netw) / float(F32(new_w) / F32(netw)))
+        y = F32((float(y) - (neth - new_h) / 2. / neth) / float(F32(new_h) / F32(neth)))
+        out.append([x, y, F32(bw * (F32(netw) / F32(new_w))), F32(bh * (F32(neth) / F32(new_h)))])
+    return np.array(out, F32)
