@@ -130,7 +130,10 @@ def test_tensorboard_events_hold_the_scalars_and_the_image(tmp_path):
     from darknet_py.train.deltas import HeadStats
     from darknet_py.train.tensorboard import TrainBoard
     board = TrainBoard(tmp_path)
-    stats = HeadStats(0.5, 0.4, 0.3, 0.01, 0.6, 0.2, 7, 3.0)
+    from darknet_py.train.watch import head_summary
+    stats = head_summary([(16, HeadStats(0.5, 0.4, 0.3, 0.01, 0.6, 0.2, 3, 3.0)),
+                          (16, HeadStats(0.7, 0.4, 0.3, 0.01, 0.6, 0.2, 4, 3.0))])[16]
+    assert stats["avg_iou"] == pytest.approx(0.6) and stats["count"] == 7
     for it in (1, 2):
         board.iteration(it, 2.0 / it, 1.5, 0.001 * it, {16: 1.0 / it, 23: 1.0 / it}, {16: stats, 23: stats})
     board.batch(0, np.full((20, 30, 3), (255, 0, 0), np.uint8))  # BGR blue
@@ -162,3 +165,16 @@ def test_map_schedule_is_alexeyabs():
     resumed = MapSchedule(every=100, burn_in=10, max_batches=420, last=250)  # counted from the resume
     assert [i for i in range(251, 421) if resumed.due(i)] == [350, 420]
     assert not any(MapSchedule(0, 0, 10, 0).due(i) for i in range(1, 11))
+
+
+def test_without_tensorboard_the_banner_says_how_to_get_it(tmp_path, monkeypatch):
+    from darknet_py.train import watch
+    monkeypatch.setattr(watch, "available", lambda: False)
+    out = io.StringIO()
+    w = watch.Watch("tiny", tmp_path, 10, 8, 0, None, watch.WatchOptions(stream=out))
+    w.start(Banner("tiny", "pjreddie", "", 0.001, 0.9, 0.0005, 8, "train.txt", "", "valid: no mAP during training",
+                   "starting from scratch", str(tmp_path)), 0)
+    w.close()
+    lines = out.getvalue().splitlines()
+    assert lines[-1] == "tensorboard: not installed; for TensorBoard events, pip install 'darknet-torch[tensorboard]'"
+    assert sum(line.startswith("tensorboard") for line in lines) == 1 and not (tmp_path / "tensorboard").exists()

@@ -211,6 +211,8 @@ def test_tensorboard_events_of_a_run(shapes, tmp_path):
 
 @pytest.mark.slow
 def test_torchrun_speaks_once_without_future_warnings(shapes, tmp_path):
+    """Two processes, synchronized batch norm, a validation: one banner, one line per update,
+    one final line, and no deprecated PyTorch API in our code."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -218,7 +220,7 @@ def test_torchrun_speaks_once_without_future_warnings(shapes, tmp_path):
     r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
                         f"--master_port={port}", "-m", "darknet_py.cli", "detector", "train", str(shapes), str(TINY),
                         "--set", "max_batches=2", "--workers", "0", "--no-progress", "--backup", str(tmp_path),
-                        "--valid-every", "2"],
+                        "--valid-every", "2", "--sync-bn"],
                        capture_output=True, text=True, env=env, timeout=600)
     assert r.returncode == 0, r.stderr
     assert r.stdout.count("iteration 2, seen 16: saved") == 1
@@ -226,3 +228,24 @@ def test_torchrun_speaks_once_without_future_warnings(shapes, tmp_path):
     ours = [line for line in r.stderr.splitlines() if "Warning" in line and ("darknet_py" in line or "DistributedDataParallel" in line)]
     assert not ours, ours
     assert "FutureWarning" not in r.stderr, r.stderr
+
+
+def test_float16_with_a_gradient_scaler_skips_overflows_and_lowers_the_scale(shapes, tmp_path):
+    """The plan --amp takes on a CUDA GPU without bfloat16, run here on the CPU: an overflowing
+    scale skips the update (weights and statistics kept, not counted as a bad step) and halves;
+    at a workable scale the update applies."""
+    from darknet_py.train.amp import AmpPlan
+    t = Trainer(shapes, TINY, overrides=["max_batches=4"], options=opts(tmp_path))
+    t.amp = AmpPlan(torch.float16, True, "float16 with a gradient scaler")
+    t.scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 60)
+    images, truths = t.first_samples(8)
+    minibatches = [(images, truths, [])]
+    before = state_bytes(t)
+    record = t.step(minibatches)
+    assert record.overflow and "loss scale lowered" in record.skipped and t.scaler.get_scale() == 2.0 ** 59
+    after = state_bytes(t)
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    t.scaler = torch.amp.GradScaler("cpu", init_scale=256.0)
+    record = t.step(minibatches)
+    assert record.skipped is None and np.isfinite(record.loss)
+    assert any(not torch.equal(before[k], v) for k, v in state_bytes(t).items())

@@ -223,3 +223,14 @@ def test_cache_folder_falls_back_to_a_private_temporary_one(monkeypatch, tmp_pat
         built = native._build("winograd")
         assert built.parent == tmp_path / "tmp" / f"darknet_py-{native.os.getuid()}"
     assert not list(shared.iterdir())
+
+
+def test_isa_switch_changes_the_build(monkeypatch):
+    """DARKNET_PY_NATIVE_ISA=avx2 (the benchmark's --isa avx2) builds without AVX-512, as a
+    separate cached library and tuning file; an unknown value is refused."""
+    native_key = native.build_key("winograd")
+    monkeypatch.setenv("DARKNET_PY_NATIVE_ISA", "avx2")
+    assert "-mno-avx512f" in native.flags() and native.build_key("winograd") != native_key
+    monkeypatch.setenv("DARKNET_PY_NATIVE_ISA", "avx1024")
+    with pytest.raises(ValueError, match="DARKNET_PY_NATIVE_ISA"):
+        native.flags()

@@ -8,7 +8,8 @@ direct convolution on the CPU.
 Done by ``native/winograd.c``, one OpenMP part per thread, each on its own tiles or output
 channels, so that a group of tiles stays in one core's caches from input transform to output
 (the same pipeline written as separate ATen operators was no faster than oneDNN on two cores:
-every stage re-partitions the data across cores). Float32 results differ from direct
+every stage re-partitions the data across cores). Whether it runs at all, per layer shape, is
+measured on the host by ``tuner.py``: on some CPUs and shapes oneDNN's direct convolution wins. Float32 results differ from direct
 convolution by rounding only (``tests/test_winograd.py`` bounds it against ``F.conv2d``). For
 ``fast`` precision the kernel reads and writes bfloat16 but computes in float32: bfloat16
 products would cost F(4x4) a 7% error (1/20 of max |y|), and float32 Winograd is still faster
@@ -59,8 +60,10 @@ def _kernel():
 
 
 class Winograd:
-    """One layer's transformed weights ``G w G^T``, computed in float64 and packed for the
-    kernel as float32 ``[36][K / 32][C][32]``; ``dtype`` is that of the layer's input and output."""
+    """One layer's transformed weights ``G w G^T``, computed in double by the kernel's
+    ``transform_weights`` and packed as its product loop reads them (per 32 output channels:
+    ``[C][32]``, or two ``[C][16]`` halves on AVX2); ``dtype`` is that of the layer's input and
+    output; ``variant`` (a GROUP_FLOATS key) sizes its tile groups, as the tuner chose."""
 
     def __init__(self, weights: torch.Tensor, dtype=torch.float32):
         k, c = weights.shape[:2]

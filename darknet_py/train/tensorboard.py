@@ -39,7 +39,8 @@ class TrainBoard:
         self.folder = folder
 
     def iteration(self, iteration: int, loss: float, avg_loss: float | None, rate: float,
-                  head_losses: dict[int, float], head_stats: dict[int, object]) -> None:
+                  head_losses: dict[int, float], head_stats: dict[int, dict[str, float]]) -> None:
+        """``head_stats``: per head, the HEAD_STATISTICS names -> values (watch.head_summary)."""
         w = self.writer
         if np.isfinite(loss):
             w.add_scalar("loss/darknet", loss, iteration)
@@ -48,8 +49,8 @@ class TrainBoard:
         for index, value in head_losses.items():
             w.add_scalar(f"loss/head{index}", value, iteration)
         for index, stats in head_stats.items():
-            for name, field in HEAD_STATISTICS:
-                w.add_scalar(f"head{index}/{name}", float(getattr(stats, field)), iteration)
+            for name, value in stats.items():
+                w.add_scalar(f"head{index}/{name}", value, iteration)
         w.add_scalar("learning_rate", rate, iteration)
 
     def validation(self, iteration: int, result) -> None:

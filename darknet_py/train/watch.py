@@ -5,14 +5,14 @@ distributed run) prints or writes; on the others every call does nothing."""
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .console import AverageLoss, Banner, Console, TimeLeft
 from .log import TrainLog
-from .tensorboard import HOW_TO_GET, TrainBoard, available
+from .tensorboard import HEAD_STATISTICS, HOW_TO_GET, TrainBoard, available
 
 log = logging.getLogger(__name__)
 
@@ -26,20 +26,18 @@ class WatchOptions:
     stream: object = None  # where the console writes (default: sys.stdout)
 
 
-def head_summary(head_stats):
-    """Per head, its statistics averaged over the update's mini-batches (count summed), from
-    ``(layer index, HeadStats)`` pairs."""
+def head_summary(head_stats) -> dict[int, dict[str, float]]:
+    """Per head, Darknet's statistics (tensorboard.HEAD_STATISTICS) averaged over the update's
+    mini-batches, ``count`` summed, from ``(layer index, HeadStats)`` pairs (any head family's
+    statistics: they all carry these fields)."""
     groups = {}
     for index, stats in head_stats:
         groups.setdefault(index, []).append(stats)
     summary = {}
     for index, group in groups.items():
-        first = group[0]
-        fields = {name: sum(float(getattr(s, name)) for s in group) / len(group)
-                  for name in ("avg_iou", "cls", "obj", "no_obj", "recall50", "recall75")}
-        # replace() keeps a subclass's own fields (GaussianStats' loss split: the first's)
-        summary[index] = replace(first, **fields, count=sum(int(s.count) for s in group),
-                                 cost=sum(float(s.cost) for s in group))
+        summary[index] = {name: sum(float(getattr(s, field)) for s in group) / len(group)
+                          for name, field in HEAD_STATISTICS if field != "count"}
+        summary[index]["count"] = sum(int(s.count) for s in group)
     return summary
 
 
