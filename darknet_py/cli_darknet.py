@@ -210,46 +210,36 @@ def run_detector_demo(args, load_net) -> None:
     from .detect import detect
     from .draw import draw_detections
     from .outputs import check_output
+    from .video import frames as video_frames
     out = check_output(args.out_filename, "output video") if args.out_filename else None
     data = DataConfig.from_file(args.data)
     if not Path(args.video).is_file():
         raise DarknetError(f"{args.video}: no such video file (a camera index is not read here)")
-    capture = cv2.VideoCapture(str(args.video))
-    if not capture.isOpened():
-        raise DarknetError(f"{args.video}: OpenCV cannot open it as a video")
+    net = load_net(args)
+    check_classes(net, args.cfg, data.names, data.names_file, data)
+    writer, count, start = None, 0, time.time()
+    lines = ext_output_text if args.ext_output else label_text
     try:
-        fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
-        size = (int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)))
-        net = load_net(args)
-        check_classes(net, args.cfg, data.names, data.names_file, data)
-        writer = None
-        if out is not None:
-            writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*_fourcc(out)), fps, size)
-            if not writer.isOpened():
-                raise DarknetError(f"{out}: OpenCV cannot write a video with the extension '{out.suffix}'")
-        frames, start = 0, time.time()
-        lines = ext_output_text if args.ext_output else label_text
-        try:
-            while True:
-                ok, bgr = capture.read()
-                if not ok:
-                    break
-                det = detect(net, bgr, thresh=args.thresh, hier_thresh=args.hier, nms=args.nms,
-                             letterbox=LETTERBOX[args.letterbox], names=data.names)
-                frames += 1
-                print(f"Objects (frame {frames}):")
-                for line in lines(det, data.names, args.thresh):
-                    print(line)
-                if writer is not None:
-                    writer.write(draw_detections(bgr, det, args.thresh, data.names))
-        finally:
+        for bgr, _, fps in video_frames(args.video):  # refuses FIFOs and oversized frames; reports a cut
+            if out is not None and writer is None:
+                writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*_fourcc(out)), fps,
+                                         (bgr.shape[1], bgr.shape[0]))
+                if not writer.isOpened():
+                    raise DarknetError(f"{out}: OpenCV cannot write a video with the extension '{out.suffix}'")
+            det = detect(net, bgr, thresh=args.thresh, hier_thresh=args.hier, nms=args.nms,
+                         letterbox=LETTERBOX[args.letterbox], names=data.names)
+            count += 1
+            print(f"Objects (frame {count}):")
+            for line in lines(det, data.names, args.thresh):
+                print(line)
             if writer is not None:
-                writer.release()
+                writer.write(draw_detections(bgr, det, args.thresh, data.names))
     finally:
-        capture.release()
+        if writer is not None:
+            writer.release()
     elapsed = max(time.time() - start, 1e-9)
-    print(f"{frames} frames in {elapsed:.2f} s: FPS {frames / elapsed:.1f}")
-    if out is not None and frames:
+    print(f"{count} frames in {elapsed:.2f} s: FPS {count / elapsed:.1f}")
+    if out is not None and count:
         print(f"wrote {out}")
 
 

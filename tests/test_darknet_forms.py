@@ -4,6 +4,7 @@ detect, Darknet flags answered with what they do; detect --json ids and records;
 made before any work (class counts, output folders, nothing dropped in the current folder)."""
 import io
 import json
+import logging
 import re
 import shutil
 
@@ -135,6 +136,18 @@ def test_detector_demo_writes_every_frame_annotated(tmp_path, monkeypatch, capsy
     assert _frame_count(tmp_path / "out.avi") == _frame_count(video) == 4
     assert out.count("Objects (frame ") == 4 and re.search(r"^4 frames in [\d.]+ s: FPS [\d.]+$", out, re.M)
     assert "wrote out.avi" in out
+
+
+@pytest.mark.shared
+def test_detector_demo_reports_a_video_cut_short(tmp_path, monkeypatch, capsys, caplog):
+    monkeypatch.chdir(tmp_path)
+    data = _video(tmp_path / "in.avi", frames=12).read_bytes()
+    (tmp_path / "cut.avi").write_bytes(data[:len(data) * 6 // 10])
+    with caplog.at_level(logging.WARNING):
+        assert main(["detector", "demo", *TINY, "cut.avi", "-out_filename", "out.avi", "-dont_show"]) == 0
+    read = capsys.readouterr().out.count("Objects (frame ")
+    assert 0 < read < 12 and _frame_count(tmp_path / "out.avi") == read
+    assert f"ends after {read} of its 12 declared frames" in caplog.text
 
 
 @pytest.mark.shared
