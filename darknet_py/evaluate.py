@@ -101,7 +101,7 @@ def _best_truths(dets: np.ndarray, gt: np.ndarray, iou_thresh: float):
     (-1 if none), and that IoU."""
     if not len(gt):
         return np.full(len(dets), -1), np.zeros(len(dets), F32)
-    ious = box_iou(dets[:, 2:6].T[:, :, None], gt[:, 1:5])  # (candidates, truths)
+    ious = box_iou(dets[:, None, 2:6], gt[:, 1:5])  # (candidates, truths)
     ok = (ious > F32(iou_thresh)) & (dets[:, None, 0] == gt[None, :, 0])
     best = np.where(ok, ious, F32(-1)).argmax(axis=1)
     matched = ok.any(axis=1)

@@ -265,16 +265,18 @@ def correct_boxes(boxes, im_w, im_h, net_w, net_h, alexeyab=False, letter=True):
 
 
 def box_iou(a, boxes):
-    """``box_iou`` of box ``a`` with each of ``boxes``, in float32 as Darknet computes it."""
+    """``box_iou`` of box ``a`` with each of ``boxes``, in float32 as Darknet computes it; ``a``
+    may also be a stack of boxes shaped to broadcast against ``boxes`` (element by element the
+    same arithmetic)."""
     def overlap(c1, w1, c2, w2):
         left = np.maximum(c1 - w1 / F32(2), c2 - w2 / F32(2))
         right = np.minimum(c1 + w1 / F32(2), c2 + w2 / F32(2))
         return right - left
 
-    ow = overlap(a[0], a[2], boxes[:, 0], boxes[:, 2])
-    oh = overlap(a[1], a[3], boxes[:, 1], boxes[:, 3])
+    ow = overlap(a[..., 0], a[..., 2], boxes[..., 0], boxes[..., 2])
+    oh = overlap(a[..., 1], a[..., 3], boxes[..., 1], boxes[..., 3])
     inter = np.where((ow < 0) | (oh < 0), F32(0), ow * oh)
-    union = a[2] * a[3] + boxes[:, 2] * boxes[:, 3] - inter
+    union = a[..., 2] * a[..., 3] + boxes[..., 2] * boxes[..., 3] - inter
     with np.errstate(divide="ignore", invalid="ignore"):
         return inter / union
 
@@ -286,11 +288,12 @@ def box_diou(a, boxes, beta=0.6):
         return (np.maximum(c1 + w1 / F32(2), c2 + w2 / F32(2))
                 - np.minimum(c1 - w1 / F32(2), c2 - w2 / F32(2)))
 
-    cw, ch = enclosing(a[0], a[2], boxes[:, 0], boxes[:, 2]), enclosing(a[1], a[3], boxes[:, 1], boxes[:, 3])
+    ax, ay, bx, by = a[..., 0], a[..., 1], boxes[..., 0], boxes[..., 1]
+    cw, ch = enclosing(ax, a[..., 2], bx, boxes[..., 2]), enclosing(ay, a[..., 3], by, boxes[..., 3])
     c = cw * cw + ch * ch
     iou = box_iou(a, boxes)
     iou = np.where(np.isfinite(iou), iou, F32(0))  # if (I == 0 || U == 0) return 0
-    d = (a[0] - boxes[:, 0]) * (a[0] - boxes[:, 0]) + (a[1] - boxes[:, 1]) * (a[1] - boxes[:, 1])
+    d = (ax - bx) * (ax - bx) + (ay - by) * (ay - by)
     with np.errstate(divide="ignore", invalid="ignore"):
         u = np.power((d / c).astype(np.float64), beta).astype(F32)
     return np.where(c == 0, iou, iou - u)
@@ -307,13 +310,13 @@ def overlap_measure(nms_kind="default", beta_nms=0.6):
     return box_iou
 
 
-def overlapping_pairs(boxes, nms, block=512, measure=box_iou):
+def overlapping_pairs(boxes, nms, block=128, measure=box_iou):
     """Index pairs (i < j) of boxes whose overlap (IoU unless ``measure`` says) exceeds ``nms``,
-    computed in row blocks; every measure here is symmetric in its two boxes."""
+    computed a block of rows against all boxes at once (block x n temporaries); every measure
+    here is symmetric in its two boxes."""
     firsts, seconds = [], []
     for start in range(0, len(boxes), block):
-        rows = boxes[start:start + block]
-        hit = np.stack([measure(r, boxes) for r in rows]) > F32(nms)
+        hit = measure(boxes[start:start + block, None, :], boxes) > F32(nms)
         i, j = np.nonzero(hit)
         i += start
         keep = i < j
