@@ -56,12 +56,6 @@ def _inputs(paths):
                 raise DarknetError(f"{item}: not an image or video file ({', '.join(sorted(IMAGE_SUFFIXES | VIDEO_SUFFIXES))})")
 
 
-def _frames(path):
-    """(BGR frame, Darknet image, fps) per frame; a video cut short is reported (darknet_py.video)."""
-    from .video import frames
-    return frames(path)
-
-
 def cmd_detect(args):
     """Images, folders and videos -> annotated copies in --out, optional COCO-results JSON (one
     record per box and class, naming its file, and its frame for a video; image ids by the rule
@@ -78,6 +72,7 @@ def cmd_detect(args):
     from .draw import draw_detections
     from .image import read_bgr
     from .outputs import check_folder, check_output, write_image
+    from .video import frames as video_frames
     if args.cfg is None and args.paths[0].lower().endswith(".cfg"):
         from .cli_darknet import pjreddie_detect_args, run_detector_test
         pjreddie_detect_args(args)
@@ -108,7 +103,7 @@ def cmd_detect(args):
             found += int((det.probs > args.thresh).any(1).sum())
             continue
         writer = None
-        for frame, (bgr, _, fps) in enumerate(tqdm(_frames(path), desc=path.name, unit="frame", leave=False)):
+        for frame, (bgr, fps) in enumerate(tqdm(video_frames(path), desc=path.name, unit="frame", leave=False)):
             det = detect(net, bgr, **detect_args)
             records += det.to_coco(next(next_id), categories, {"file_name": str(path), "frame": frame})
             found += int((det.probs > args.thresh).any(1).sum())

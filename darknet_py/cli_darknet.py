@@ -220,7 +220,7 @@ def run_detector_demo(args, load_net) -> None:
     writer, count, start = None, 0, time.time()
     lines = ext_output_text if args.ext_output else label_text
     try:
-        for bgr, _, fps in video_frames(args.video):  # refuses FIFOs and oversized frames; reports a cut
+        for bgr, fps in video_frames(args.video):  # refuses FIFOs and oversized frames; reports a cut
             if out is not None and writer is None:
                 writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*_fourcc(out)), fps,
                                          (bgr.shape[1], bgr.shape[0]))

@@ -7,13 +7,13 @@ import cv2
 
 from .errors import ImageError
 from .files import open_regular
-from .image import BYTES_PER_PIXEL, from_bgr, max_pixels
+from .image import BYTES_PER_PIXEL, max_pixels
 
 log = logging.getLogger(__name__)
 
 
 def frames(path, max_bytes=None):
-    """Yield (BGR uint8 frame, Darknet image, fps) per frame. A video whose container declares
+    """Yield (BGR uint8 frame, fps) per frame, as ``detect`` takes frames. A video whose container declares
     more frames than decode (a file cut short) is reported with both counts once the last
     frame is read; one that yields no frame at all, or declares frames larger than the memory
     budget allows, is refused with ImageError."""
@@ -34,7 +34,7 @@ def frames(path, max_bytes=None):
             if not ok:
                 break
             read += 1
-            yield bgr, from_bgr(bgr), fps
+            yield bgr, fps
     finally:
         capture.release()
     if read == 0:
