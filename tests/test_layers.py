@@ -21,6 +21,7 @@ from darknet_py import letterbox
 from darknet_py.activations import ACTIVATIONS, Activation
 from darknet_py.cfg import parse_cfg_text
 from darknet_py.image import letterbox_geometry, resize_image
+from darknet_py.layers.base import DarknetBatchNorm
 from darknet_py.layers.conv import Local
 from darknet_py.layers.heads import Detection, DetectionSettings, Region, RegionSettings, Yolo, YoloSettings
 from darknet_py.layers.merge import Shortcut
@@ -498,3 +499,25 @@ def test_batchnorm_training_matches_darknet_forward_and_backward(kind):
     m, v = ref_in.mean(dims, keepdim=True), ref_in.var(dims, unbiased=True, keepdim=True)
     ((ref_in - m) / (v.sqrt() + .000001)).backward(grad * layer.scales.detach().view((1, -1) + (1,) * (grad.dim() - 2)))
     assert (xs.grad - xg.grad).abs().max().item() > 1e-3 * scale
+
+
+def test_batchnorm_synced_backward_equals_local(tmp_path):
+    """--sync-bn's backward (statistics and sums over a process group, here of one process)
+    gives what the local one (ATen's fused backward) gives."""
+    import torch.distributed as dist
+    store = dist.FileStore(str(tmp_path / "store"), 1)
+    dist.init_process_group("gloo", store=store, rank=0, world_size=1)
+    try:
+        group = dist.new_group([0])
+        grads = []
+        for sync in (None, group):
+            torch.manual_seed(5)
+            x = (torch.randn(4, 3, 5, 6) * 2 + 1).requires_grad_()
+            scales, biases = (torch.rand(3) + 0.5).requires_grad_(), torch.randn(3).requires_grad_()
+            out, _, _ = DarknetBatchNorm.apply(x, scales, biases, "pjreddie", sync)
+            out.backward(torch.randn_like(out))
+            grads.append((x.grad, scales.grad, biases.grad))
+        for local, synced in zip(*grads):
+            torch.testing.assert_close(synced, local, rtol=1e-5, atol=1e-5)
+    finally:
+        dist.destroy_process_group()
