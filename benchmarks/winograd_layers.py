@@ -7,8 +7,9 @@ For the 3x3 stride-1 shapes of yolov3-tiny and yolov3 at 416 (and 608), builds a
 convolution, leaky) and times its inference paths (direct, and each Winograd variant: tile groups sized for L2 or
 wide), interleaved, in one process (the fastest
 of ``--repeat`` runs, as the tuner takes it). Prints direct's time and the best variant's, the ratio, what the
-tuner's rule (``tuner.MARGIN``) picks from these times, the time that choice saves against
-direct, and what this host's tuning cache holds for the shape, if anything.
+tuner's rule (``tuner.decide``) picks from these times, the time that choice saves against
+direct, and what this host's tuning cache holds for the shape, if anything (provisional: timed
+while other work disturbed it, to be timed again).
 """
 from __future__ import annotations
 
@@ -67,14 +68,16 @@ def main():
         for variant in layer.winograd.variants(args.batch, side, side, args.threads):
             paths[variant] = winograd(variant)
         with torch.inference_mode():
-            times = tuner.measure(paths, repeats=args.repeat, budget_s=float("inf"))
+            decision = tuner.decide(tuner.measure(paths, repeats=args.repeat, budget_s=float("inf")))
+        times = dict(decision.fastest)
         direct = times.pop(tuner.DIRECT)
         best = min(times, key=times.get)
         wino = times[best]
-        pick = best if wino < direct * (1 - tuner.MARGIN) else tuner.DIRECT
-        chosen = wino if pick != tuner.DIRECT else direct
+        pick = decision.choice + f" (disturbed: CPU share {decision.cpu_share:.2f}, spread {decision.spread:.2f})" * decision.disturbed
+        chosen = decision.fastest[decision.choice]
         total_direct, total_chosen = total_direct + direct, total_chosen + chosen
-        cached = cache.cached(layer.tuning_key(shape, dtype)) if args.batch == 1 else None
+        entry = cache.choices.get(layer.tuning_key(shape, dtype), {}) if args.batch == 1 else {}
+        cached = entry.get("choice", "") + " (provisional)" * bool(entry.get("provisional"))
         print(f"{side:3d}x{side:<3d} {c:4d}->{k:<4d}        {direct * 1e3:8.2f} {wino * 1e3:9.2f} {wino / direct:6.2f}  "
               f"{pick:13s} {(direct - chosen) * 1e3:7.2f}  {cached or '-'}", flush=True)
     print(f"all shapes: direct {total_direct * 1e3:.1f} ms, as picked {total_chosen * 1e3:.1f} ms "

@@ -6,7 +6,13 @@ host, the paths are timed against each other, interleaved, on the layer's real w
 winner is stored in a JSON file in the kernel cache folder (``native.cache_folder()``), one file
 per CPU model, CPU flags, kernel build (source, compiler, flags) and PyTorch version, so that a
 new CPU, kernel or oneDNN is tuned afresh. ``direct`` is the reference: another path is chosen
-only where it measured faster than direct by ``MARGIN``.
+only where it beat direct by ``MARGIN`` both in its fastest run and in the median of its
+round-by-round ratios to direct (:func:`decide`). Timing on a busy machine is not just noisy
+but biased (with six other jobs on two cores oneDNN's threads wait on each other and slower
+Winograd paths won by 2x): a timing during which this process got less than
+``MIN_CPU_SHARE`` of its threads' CPU time, or direct's median run exceeded its fastest by
+``NOISY_SPREAD``, keeps direct and is provisional, timed again by later processes (up to
+``RETRIES`` times) until a quiet timing settles it.
 
 ``DARKNET_PY_TUNE``: ``auto`` (default: cached choices, timing what is missing), ``force``
 (time every key again this process, overwriting the cache), ``off`` (no timing: direct).
@@ -19,8 +25,10 @@ import hashlib
 import json
 import logging
 import os
+import statistics
 import threading
 import time
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
@@ -32,30 +40,68 @@ log = logging.getLogger(__name__)
 
 DIRECT = "direct"
 MARGIN = 0.03  # a path must beat direct by 3% (noise between two timings of one path is ~1%)
+MIN_CPU_SHARE = 0.8  # CPU seconds over wall seconds x threads while timing: quiet 0.95-1.0
+NOISY_SPREAD = 1.15  # direct's median run over its fastest (quiet, AMD EPYC, 2 threads: 1.03-1.07;
+# single slow runs are common even then, so not the slowest)
+ATTEMPTS = 2  # timings taken at once while they come out disturbed
+RETRIES = 3  # a provisional choice is timed again by up to this many later processes
 REPEATS = 5  # timed runs per path, interleaved, after one warm-up run each
 BUDGET_S = 0.4  # ... fewer where one key's timing would take longer than this
 MODES = ("auto", "force", "off")
-VERSION = 1  # of the cache file's layout
-
-Timer = Callable[[dict], dict]
+VERSION = 2  # of the cache file's layout
 
 
-def measure(paths: dict[str, Callable[[], object]], repeats=REPEATS, budget_s=BUDGET_S) -> dict[str, float]:
-    """Seconds per run of each path: the fastest of up to ``repeats`` runs taken in turn (other
-    load on the machine falls on all paths alike; the minimum is the run it disturbed least),
-    fewer once ``budget_s`` has passed."""
+@dataclass(frozen=True)
+class Timing:
+    rounds: dict[str, list[float]]  # path -> seconds of its runs, round by round
+    cpu_share: float = 1.0  # CPU time this process got over wall time x threads, while timing
+
+
+Timer = Callable[[dict], Timing]
+
+
+def measure(paths: dict[str, Callable[[], object]], repeats=REPEATS, budget_s=BUDGET_S) -> Timing:
+    """Each path's runs, round by round: up to ``repeats`` rounds, each running every path once
+    in turn (other load falls on all paths alike), fewer once ``budget_s`` has passed."""
     for run in paths.values():
         run()  # warm-up: allocations, oneDNN primitive cache, scratch buffers
-    best = {name: float("inf") for name in paths}
-    start = time.perf_counter()
+    rounds = {name: [] for name in paths}
+    start, cpu = time.perf_counter(), time.process_time()
     for repeat in range(repeats):
         for name, run in paths.items():
             t0 = time.perf_counter()
             run()
-            best[name] = min(best[name], time.perf_counter() - t0)
+            rounds[name].append(time.perf_counter() - t0)
         if repeat >= 1 and time.perf_counter() - start > budget_s:
             break
-    return best
+    wall = (time.perf_counter() - start) * torch.get_num_threads()
+    return Timing(rounds, (time.process_time() - cpu) / wall if wall > 0 else 1.0)
+
+
+@dataclass(frozen=True)
+class Decision:
+    choice: str
+    fastest: dict[str, float]  # each path's fastest run, seconds
+    disturbed: bool  # other work skewed the timing: direct kept, provisionally
+    cpu_share: float  # the timing's (see Timing)
+    spread: float  # direct's median run over its fastest
+
+
+def decide(timing: Timing) -> Decision:
+    """The path to run: the fastest of those that beat direct by the margin in both their
+    fastest run and their median round-by-round ratio to direct; direct where none does or
+    the timing was disturbed."""
+    rounds = timing.rounds
+    direct = rounds[DIRECT]
+    fastest = {name: min(t) for name, t in rounds.items()}
+    spread = statistics.median(direct) / min(direct)
+    disturbed = timing.cpu_share < MIN_CPU_SHARE or spread > NOISY_SPREAD
+    keep = 1 - MARGIN
+    winners = [name for name, t in rounds.items() if name != DIRECT
+               and fastest[name] < fastest[DIRECT] * keep
+               and statistics.median(a / b for a, b in zip(t, direct)) < keep]
+    choice = min(winners, key=fastest.get) if winners and not disturbed else DIRECT
+    return Decision(choice, fastest, disturbed, timing.cpu_share, spread)
 
 
 class Tuner:
@@ -68,6 +114,7 @@ class Tuner:
             raise ValueError(f"DARKNET_PY_TUNE must be one of {MODES}, got {self.mode!r}")
         self.choices: dict[str, dict] = self._read() if self.mode == "auto" else {}
         self.timed = 0  # keys timed by this tuner (the rest came from the cache)
+        self._retimed: set[str] = set()  # keys this tuner timed
         self._lock = threading.Lock()
 
     def _read(self) -> dict:
@@ -91,11 +138,16 @@ class Tuner:
             log.warning("tuning results not saved to %s: %s", self.file, e)
 
     def cached(self, key: str) -> str | None:
-        """The stored choice for ``key`` (None: not tuned yet; always direct when ``off``)."""
+        """The stored choice for ``key`` (None: not tuned yet, or provisional and not yet timed
+        again by this tuner; always direct when ``off``)."""
         if self.mode == "off":
             return DIRECT
         known = self.choices.get(key)
-        return known.get("choice") if isinstance(known, dict) else None
+        if not isinstance(known, dict):
+            return None
+        if known.get("provisional") and key not in self._retimed and known.get("tries", RETRIES) < RETRIES:
+            return None
+        return known.get("choice")
 
     def choose(self, key: str, make_paths: Callable[[], dict[str, Callable[[], object]]]) -> str:
         """The path to run for ``key``: from the cache, else timed now. ``make_paths()`` (called
@@ -107,15 +159,22 @@ class Tuner:
             paths = make_paths()
             if DIRECT not in paths:
                 raise ValueError(f"the candidates for {key} must include {DIRECT!r}")
-            times = (self.timer or measure)(paths)
-            direct = times[DIRECT]
-            best = min(paths, key=lambda name: times[name])
-            choice = best if times[best] < direct * (1 - MARGIN) else DIRECT
-            self.choices[key] = {"choice": choice, **{name: round(t, 6) for name, t in times.items()}}
+            for _ in range(ATTEMPTS):
+                decision = decide((self.timer or measure)(paths))
+                if not decision.disturbed:
+                    break
+            before = self.choices.get(key) if isinstance(self.choices.get(key), dict) else {}
+            entry = {"choice": decision.choice, **{name: round(t, 6) for name, t in decision.fastest.items()}}
+            if decision.disturbed:
+                entry.update(provisional=True, tries=before.get("tries", 0) + 1)
+            self.choices[key] = entry
+            self._retimed.add(key)
             self.timed += 1
-            log.info("tuned %s: %s (%s)", key, choice, ", ".join(f"{n} {t * 1e3:.2f} ms" for n, t in times.items()))
+            disturbed = f" (provisional: CPU share {decision.cpu_share:.2f}, spread {decision.spread:.2f})"
+            log.info("tuned %s: %s%s (%s)", key, entry["choice"], disturbed * decision.disturbed,
+                     ", ".join(f"{n} {t * 1e3:.2f} ms" for n, t in decision.fastest.items()))
             self._write()
-            return choice
+            return entry["choice"]
 
 
 _default: Tuner | None = None

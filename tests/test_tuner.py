@@ -13,14 +13,16 @@ from darknet_py.registry import Shape
 
 
 class StubTimer:
-    """Times given per path name; records each call's candidates."""
+    """Times given per path name (seconds of each round, or one float: one round); records
+    each call's candidates."""
 
-    def __init__(self, **seconds):
-        self.seconds, self.calls = seconds, []
+    def __init__(self, cpu_share=1.0, **seconds):
+        self.seconds, self.cpu_share, self.calls = seconds, cpu_share, []
 
     def __call__(self, paths):
         self.calls.append(sorted(paths))
-        return {name: self.seconds[name] for name in paths}
+        rounds = {name: self.seconds[name] for name in paths}
+        return tuner.Timing({name: t if isinstance(t, list) else [t] for name, t in rounds.items()}, self.cpu_share)
 
 
 def candidates():
@@ -64,6 +66,60 @@ def test_choice_is_cached_on_disk_and_reused(tmp_path):
     assert off.choose("c", candidates) == "direct" and len(slower.calls) == 2
 
 
+@pytest.mark.parametrize("direct, winograd, cpu_share, expected", [
+    # fastest runs alike, but round by round Winograd was slower in most: direct
+    ([1.00, 1.00, 1.00, 1.00, 1.00], [0.90, 1.10, 1.10, 1.10, 1.10], 1.0, "direct"),
+    # faster in every round: Winograd
+    ([1.00, 1.00, 1.01, 1.00, 1.00], [0.80, 0.81, 0.80, 0.82, 0.80], 1.0, "winograd"),
+    # one lucky run of Winograd while direct's runs were slowed: the median ratio says no
+    ([1.00, 1.30, 1.40, 1.02, 1.01], [0.50, 1.40, 1.50, 1.05, 1.04], 1.0, "direct"),
+    # disturbed timings keep direct, however much faster the other path looked: direct's
+    # median run 1.5x its fastest, or the process got a quarter of its threads' CPU time
+    ([1.00, 1.50, 1.50, 1.50, 1.00], [0.50, 0.70, 0.70, 0.70, 0.50], 1.0, "direct"),
+    ([1.00, 1.00, 1.00, 1.00, 1.00], [0.50, 0.50, 0.50, 0.50, 0.50], 0.25, "direct"),
+])
+def test_decision_needs_the_fastest_run_the_median_ratio_and_a_quiet_machine(direct, winograd, cpu_share, expected):
+    decision = tuner.decide(tuner.Timing({"direct": direct, "winograd": winograd}, cpu_share))
+    assert decision.choice == expected
+    assert decision.disturbed == (cpu_share < tuner.MIN_CPU_SHARE or sorted(direct)[2] > tuner.NOISY_SPREAD * min(direct))
+
+
+def test_a_disturbed_timing_keeps_direct_provisionally_until_a_quiet_one(tmp_path):
+    """The failure this guards against: choices made while other jobs loaded the machine kept
+    Winograd where it is 1.3x slower than direct on the quiet machine. A disturbed timing keeps
+    direct and is timed again by later processes (a new tuner each), at most RETRIES times,
+    until a quiet timing settles it."""
+    file = tmp_path / "tuning.json"
+    busy = StubTimer(cpu_share=0.3, direct=[1.0, 1.0, 1.0], winograd=[0.5, 0.5, 0.5])
+    assert tuner.Tuner(file, timer=busy).choose("a", candidates) == "direct"
+    entry = json.loads(file.read_text())["choices"]["a"]
+    assert entry["provisional"] and entry["tries"] == 1
+    quiet = StubTimer(direct=[1.0, 1.0, 1.0], winograd=[0.6, 0.6, 0.6])
+    second = tuner.Tuner(file, timer=quiet)
+    assert second.choose("a", candidates) == "winograd" and len(quiet.calls) == 1
+    assert second.choose("a", candidates) == "winograd" and len(quiet.calls) == 1  # once per process
+    assert "provisional" not in json.loads(file.read_text())["choices"]["a"]
+    third = tuner.Tuner(file, timer=quiet)
+    assert third.choose("a", candidates) == "winograd" and len(quiet.calls) == 1  # settled
+
+    # a machine that is always busy: timed again RETRIES - 1 more times, then direct is kept
+    for _ in range(tuner.RETRIES + 2):
+        assert tuner.Tuner(file, timer=busy).choose("b", candidates) == "direct"
+    assert len(busy.calls) == tuner.ATTEMPTS * (1 + tuner.RETRIES)  # each timing taken twice at once
+    assert json.loads(file.read_text())["choices"]["b"]["tries"] == tuner.RETRIES
+
+
+def test_a_disturbed_timing_is_taken_again_at_once():
+    class Settling(StubTimer):
+        def __call__(self, paths):
+            self.cpu_share = 0.3 if not self.calls else 1.0  # busy, then quiet
+            return super().__call__(paths)
+    timer = Settling(direct=[1.0, 1.0, 1.0], winograd=[0.6, 0.6, 0.6])
+    tuned = tuner.Tuner(timer=timer)
+    assert tuned.choose("a", candidates) == "winograd" and len(timer.calls) == 2
+    assert "provisional" not in tuned.choices["a"]
+
+
 def test_unreadable_cache_is_tuned_again(tmp_path):
     file = tmp_path / "tuning.json"
     file.write_text("{not json")
@@ -89,9 +145,11 @@ def test_measure_times_every_path():
         def run():
             runs[name] += 1
         return run
-    times = tuner.measure({name: count(name) for name in runs})
-    assert set(times) == set(runs) and all(t >= 0 for t in times.values())
-    assert runs["direct"] == runs["other"] >= 2  # warm-up and interleaved repeats
+    timing = tuner.measure({name: count(name) for name in runs})
+    rounds = timing.rounds
+    assert 0 <= timing.cpu_share and set(rounds) == set(runs) and all(t >= 0 for times in rounds.values() for t in times)
+    assert len(rounds["direct"]) == len(rounds["other"]) >= 2
+    assert runs["direct"] == runs["other"] == len(rounds["direct"]) + 1  # warm-up and interleaved rounds
 
 
 @pytest.mark.skipif(winograd._kernel() is None, reason="no C compiler for the native kernel")
@@ -105,7 +163,8 @@ def test_layer_runs_the_tuned_path_and_reuses_the_choice(monkeypatch, tmp_path, 
     def timer(paths):
         for name, run in paths.items():
             outputs[name] = run().clone()
-        return {name: 1.0 if name == "direct" else winograd_s + 0.1 * (name != "winograd") for name in paths}
+        return tuner.Timing({name: [1.0 if name == "direct" else winograd_s + 0.1 * (name != "winograd")]
+                             for name in paths})
     stub = tuner.Tuner(tmp_path / "tuning.json", timer=timer)
     monkeypatch.setattr(tuner, "_default", stub)
     torch.manual_seed(0)
