@@ -3,7 +3,8 @@
     python benchmarks/detect_speed.py [--repeat 7] [--quick] [--threads N] [--isa avx2] [--models ...]
 
 Prints the CPU (model, what PyTorch/oneDNN, OpenCV and our kernel use of its instruction set),
-then per model median seconds per forward pass and the ratio to OpenCV DNN (CPU backend) for:
+then per model median seconds per forward pass and the ratio to OpenCV DNN (CPU backend: the
+median over rounds of each round's ratio, with its quartiles) for:
 onnxruntime (CPU provider) and OpenVINO (CPU, f32) running the project's own ONNX export of the
 same network (darknet_py/export.py), darknet_py exact, exact with Winograd off, and fast. All run
 with the same ``--threads`` (default: the CPUs this process may use), taking turns within each
@@ -54,8 +55,8 @@ def reexec_for_isa(args):
         os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **AVX2_ENV})
 
 
-def median_times(fns, repeat):
-    """Median seconds of each of ``fns`` (name -> callable), run in turn within each repeat."""
+def round_times(fns, repeat):
+    """Seconds of each of ``fns`` (name -> callable) per round, each round running all in turn."""
     for fn in fns.values():
         fn()  # warm-up (allocations, primitive caches, our tuner on first sight of a shape)
     times = {name: [] for name in fns}
@@ -64,7 +65,20 @@ def median_times(fns, repeat):
             start = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(t) for name, t in times.items()}
+    return times
+
+
+def median_times(fns, repeat):
+    """Median seconds of each of ``fns``, run in turn within each repeat."""
+    return {name: statistics.median(t) for name, t in round_times(fns, repeat).items()}
+
+
+def paired_ratio(times, base):
+    """Median, over rounds, of one runtime's time over ``base``'s in the same round, with the
+    quartiles: the machine's slow and fast phases fall on both sides of each ratio."""
+    ratios = sorted(t / b for t, b in zip(times, base))
+    quartiles = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else ratios * 3
+    return quartiles[1], quartiles[0], quartiles[2]
 
 
 def describe_cpu(threads):
@@ -162,10 +176,12 @@ def bench_model(name, batch, weights, repeat, threads, tmp):
         run = make()
         fns[peer] = lambda run=run: run(blob)
     fns.update({"exact": run_exact, "exact, Winograd off": run_direct, "fast": run_fast})
-    results = median_times(fns, repeat)
-    base = results["OpenCV"]
-    cells = "  ".join(f"{k} {v:.3f} s ({v / base:.2f} x)" for k, v in results.items())
-    print(f"{name} batch {batch}: {cells}", flush=True)
+    rounds = round_times(fns, repeat)
+    results = {k: statistics.median(v) for k, v in rounds.items()}
+    ratios = {k: paired_ratio(v, rounds["OpenCV"]) for k, v in rounds.items()}
+    cells = "  ".join(f"{k} {results[k]:.3f} s ({ratios[k][0]:.2f} x, {ratios[k][1]:.2f}-{ratios[k][2]:.2f})"
+                      for k in rounds if k != "OpenCV")
+    print(f"{name} batch {batch}: OpenCV {results['OpenCV']:.3f} s; {cells}", flush=True)
     print(f"  exact paths (3x3 stride-1 layers; the rest direct): {layer_paths(exact)}", flush=True)
     return results
 

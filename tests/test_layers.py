@@ -153,6 +153,27 @@ def test_maxpool(size, stride, padding, h, w):
     np.testing.assert_array_equal(got, ref)
 
 
+@pytest.mark.parametrize("path", ["direct", "quadrants"])
+def test_maxpool_2x2_paths_give_darknets_values_channels_last(monkeypatch, path):
+    """Inference may run a 2x2 stride-2 [maxpool] as the maximum of four strided quadrants where
+    the tuner timed it faster; either path gives forward_maxpool_layer's values. (Not for NaN:
+    Darknet's ``val > max`` skips it, both paths propagate it.)"""
+    from darknet_py import tuner
+    stub = tuner.Tuner(timer=lambda paths: tuner.Timing({
+        name: [1.0 if name == path else 2.0] for name in paths}))
+    monkeypatch.setattr(tuner, "_default", stub)
+    x = randn(11, 2, 5, 6, 8, shift=-3.0)
+    x[1, 0, 4, 6] = x[1, 0, 5, 7] = -np.inf
+    x[0, 1, 2, 2:4] = 0.5  # ties
+    ref = darknet_maxpool(x, 2, 2, 1)
+    layer = MaxPool(2, 2, 1).eval()
+    with torch.no_grad():
+        got = layer(torch.from_numpy(x).contiguous(memory_format=torch.channels_last))
+    assert got.is_contiguous(memory_format=torch.channels_last) and list(layer._paths.values()) == [path]
+    np.testing.assert_array_equal(got.numpy(), ref)
+    assert stub.timed == 1
+
+
 def test_maxpool_window_wholly_outside_the_image_gives_minus_flt_max():
     # [maxpool] size=2 stride=2 padding=3 is accepted by build_maxpool (padding//2 < size);
     # on a 3x3 input the third window covers rows/columns 3..4, all outside.

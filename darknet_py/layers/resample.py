@@ -19,6 +19,11 @@ class Upsample(nn.Module):
         s = self.stride
         if self.reverse:  # Darknet's backward upsample: each output sums its s x s block
             x = x.reshape(b, c, h // s, s, w // s, s).sum((3, 5))
+        elif x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+            # inference's layout stays channels-last: a (b, c, h, w)-ordered copy here made the
+            # route after it, and the convolution after that, leave the prepacked/Winograd path
+            nhwc = x.permute(0, 2, 3, 1)[:, :, None, :, None, :].expand(b, h, s, w, s, c)
+            x = nhwc.reshape(b, h * s, w * s, c).permute(0, 3, 1, 2)
         else:
             x = x[:, :, :, None, :, None].expand(b, c, h, s, w, s).reshape(b, c, h * s, w * s)
         return x if self.scale == 1 else x * self.scale
