@@ -47,6 +47,8 @@ ATTEMPTS = 2  # timings taken at once while they come out disturbed
 RETRIES = 3  # a provisional choice is timed again by up to this many later processes
 REPEATS = 5  # timed runs per path, interleaved, after one warm-up run each
 BUDGET_S = 0.4  # ... fewer where one key's timing would take longer than this
+MIN_SAMPLE_S = 0.002  # a timed sample runs a path this long at least ...
+MAX_RUNS_PER_SAMPLE = 50  # ... in at most this many runs
 MODES = ("auto", "force", "off")
 VERSION = 2  # of the cache file's layout
 
@@ -61,17 +63,23 @@ Timer = Callable[[dict], Timing]
 
 
 def measure(paths: dict[str, Callable[[], object]], repeats=REPEATS, budget_s=BUDGET_S) -> Timing:
-    """Each path's runs, round by round: up to ``repeats`` rounds, each running every path once
-    in turn (other load falls on all paths alike), fewer once ``budget_s`` has passed."""
-    for run in paths.values():
+    """Each path's seconds per run, round by round: up to ``repeats`` rounds, each timing every
+    path in turn (other load falls on all paths alike), fewer once ``budget_s`` has passed. A
+    path faster than ``MIN_SAMPLE_S`` is run several times per round and the mean taken: single
+    runs of a few microseconds scatter by more than the margin."""
+    runs = {}
+    for name, run in paths.items():
+        t0 = time.perf_counter()
         run()  # warm-up: allocations, oneDNN primitive cache, scratch buffers
+        runs[name] = min(MAX_RUNS_PER_SAMPLE, max(1, int(MIN_SAMPLE_S / max(time.perf_counter() - t0, 1e-9))))
     rounds = {name: [] for name in paths}
     start, cpu = time.perf_counter(), time.process_time()
     for repeat in range(repeats):
         for name, run in paths.items():
             t0 = time.perf_counter()
-            run()
-            rounds[name].append(time.perf_counter() - t0)
+            for _ in range(runs[name]):
+                run()
+            rounds[name].append((time.perf_counter() - t0) / runs[name])
         if repeat >= 1 and time.perf_counter() - start > budget_s:
             break
     wall = (time.perf_counter() - start) * torch.get_num_threads()
