@@ -9,7 +9,7 @@ wide), interleaved, in one process (the fastest
 of ``--repeat`` runs, as the tuner takes it). Prints direct's time and the best variant's, the ratio, what the
 tuner's rule (``tuner.decide``) picks from these times, the time that choice saves against
 direct, and what this host's tuning cache holds for the shape, if anything (provisional: timed
-while other work disturbed it, to be timed again).
+while other processes or noise disturbed it, to be timed again).
 """
 from __future__ import annotations
 
@@ -73,7 +73,7 @@ def main():
         direct = times.pop(tuner.DIRECT)
         best = min(times, key=times.get)
         wino = times[best]
-        pick = decision.choice + f" (disturbed: CPU share {decision.cpu_share:.2f}, spread {decision.spread:.2f})" * decision.disturbed
+        pick = decision.choice + f" (provisional: others {decision.others:.2f}, spread {decision.spread:.2f})" * decision.provisional
         chosen = decision.fastest[decision.choice]
         total_direct, total_chosen = total_direct + direct, total_chosen + chosen
         entry = cache.choices.get(layer.tuning_key(shape, dtype), {}) if args.batch == 1 else {}

@@ -8,11 +8,13 @@ per CPU model, CPU flags, kernel build (source, compiler, flags) and PyTorch ver
 new CPU, kernel or oneDNN is tuned afresh. ``direct`` is the reference: another path is chosen
 only where it beat direct by ``MARGIN`` both in its fastest run and in the median of its
 round-by-round ratios to direct (:func:`decide`). Timing on a busy machine is not just noisy
-but biased (with six other jobs on two cores oneDNN's threads wait on each other and slower
-Winograd paths won by 2x): a timing during which this process got less than
-``MIN_CPU_SHARE`` of its threads' CPU time, or direct's median run exceeded its fastest by
-``NOISY_SPREAD``, keeps direct and is provisional, timed again by later processes (up to
-``RETRIES`` times) until a quiet timing settles it.
+but biased (with six other jobs on two cores oneDNN's threads wait on each other, and Winograd
+paths 1.3x slower than direct on the quiet machine won by 2x). So the tuner notes what share
+of the machine's CPU time other processes took while it timed: above ``CONTENDED_OTHERS``
+direct is kept; above ``NOISY_OTHERS``, or where direct's median run exceeded its fastest by
+``NOISY_SPREAD``, another path needs a ``NOISY_MARGIN`` lead. Either way the timing is taken
+again at once, and if still disturbed the choice is provisional: timed again by later
+processes (up to ``RETRIES`` times) until a quiet timing settles it.
 
 ``DARKNET_PY_TUNE``: ``auto`` (default: cached choices, timing what is missing), ``force``
 (time every key again this process, overwriting the cache), ``off`` (no timing: direct).
@@ -40,10 +42,12 @@ log = logging.getLogger(__name__)
 
 DIRECT = "direct"
 MARGIN = 0.03  # a path must beat direct by 3% (noise between two timings of one path is ~1%)
-MIN_CPU_SHARE = 0.8  # CPU seconds over wall seconds x threads while timing: quiet 0.95-1.0
-NOISY_SPREAD = 1.15  # direct's median run over its fastest (quiet, AMD EPYC, 2 threads: 1.03-1.07;
-# single slow runs are common even then, so not the slowest)
-ATTEMPTS = 2  # timings taken at once while they come out disturbed
+NOISY_MARGIN = 0.2  # ... by 20% in a noisy timing
+NOISY_OTHERS = 0.1  # other processes' share of the machine's CPU time while timing: noisy above
+CONTENDED_OTHERS = 0.25  # ... and contended above (2 busy loops on 2 cores: 0.5; quiet: 0.0 +- 0.06)
+NOISY_SPREAD = 1.25  # direct's median run over its fastest (quiet, AMD EPYC, 2 threads: mostly
+# 1.03-1.07, at times up to 1.22; single slow runs are common even then, so not the slowest)
+ATTEMPTS = 2  # timings taken at once while they come out noisy or contended
 RETRIES = 3  # a provisional choice is timed again by up to this many later processes
 REPEATS = 5  # timed runs per path, interleaved, after one warm-up run each
 BUDGET_S = 0.4  # ... fewer where one key's timing would take longer than this
@@ -56,24 +60,36 @@ VERSION = 2  # of the cache file's layout
 @dataclass(frozen=True)
 class Timing:
     rounds: dict[str, list[float]]  # path -> seconds of its runs, round by round
-    cpu_share: float = 1.0  # CPU time this process got over wall time x threads, while timing
+    others: float = 0.0  # share of the machine's CPU time other processes took while timing
 
 
 Timer = Callable[[dict], Timing]
+
+
+def _machine_busy_s() -> float | None:
+    """CPU seconds all processes have used since boot (Linux's /proc/stat; None elsewhere)."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(v) for v in f.readline().split()[1:9]]
+        return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")  # less idle, iowait
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def measure(paths: dict[str, Callable[[], object]], repeats=REPEATS, budget_s=BUDGET_S) -> Timing:
     """Each path's seconds per run, round by round: up to ``repeats`` rounds, each timing every
     path in turn (other load falls on all paths alike), fewer once ``budget_s`` has passed. A
     path faster than ``MIN_SAMPLE_S`` is run several times per round and the mean taken: single
-    runs of a few microseconds scatter by more than the margin."""
+    runs of a few microseconds scatter by more than the margin. Also what share of the
+    machine's CPU time other processes took meanwhile (without /proc/stat: the share of this
+    process's threads' time it did not get)."""
     runs = {}
     for name, run in paths.items():
         t0 = time.perf_counter()
         run()  # warm-up: allocations, oneDNN primitive cache, scratch buffers
         runs[name] = min(MAX_RUNS_PER_SAMPLE, max(1, int(MIN_SAMPLE_S / max(time.perf_counter() - t0, 1e-9))))
     rounds = {name: [] for name in paths}
-    start, cpu = time.perf_counter(), time.process_time()
+    busy, start, cpu = _machine_busy_s(), time.perf_counter(), time.process_time()
     for repeat in range(repeats):
         for name, run in paths.items():
             t0 = time.perf_counter()
@@ -82,34 +98,50 @@ def measure(paths: dict[str, Callable[[], object]], repeats=REPEATS, budget_s=BU
             rounds[name].append((time.perf_counter() - t0) / runs[name])
         if repeat >= 1 and time.perf_counter() - start > budget_s:
             break
-    wall = (time.perf_counter() - start) * torch.get_num_threads()
-    return Timing(rounds, (time.process_time() - cpu) / wall if wall > 0 else 1.0)
+    wall, own = time.perf_counter() - start, time.process_time() - cpu
+    busy_now = _machine_busy_s()
+    if wall <= 0:
+        others = 0.0
+    elif busy is not None and busy_now is not None:
+        others = max(0.0, (busy_now - busy - own) / (wall * (os.cpu_count() or 1)))
+    else:
+        others = max(0.0, 1 - own / (wall * torch.get_num_threads()))
+    return Timing(rounds, others)
 
 
 @dataclass(frozen=True)
 class Decision:
     choice: str
     fastest: dict[str, float]  # each path's fastest run, seconds
-    disturbed: bool  # other work skewed the timing: direct kept, provisionally
-    cpu_share: float  # the timing's (see Timing)
+    others: float  # the timing's (see Timing)
     spread: float  # direct's median run over its fastest
+
+    @property
+    def contended(self) -> bool:
+        """Other processes took so much CPU that the timing is biased: direct is kept."""
+        return self.others > CONTENDED_OTHERS
+
+    @property
+    def provisional(self) -> bool:
+        """Noisy or contended: to be timed again by a later process."""
+        return self.others > NOISY_OTHERS or self.spread > NOISY_SPREAD
 
 
 def decide(timing: Timing) -> Decision:
-    """The path to run: the fastest of those that beat direct by the margin in both their
-    fastest run and their median round-by-round ratio to direct; direct where none does or
-    the timing was disturbed."""
+    """The path to run: the fastest of those that beat direct by the margin (``NOISY_MARGIN``
+    in a noisy timing) in both their fastest run and their median round-by-round ratio to
+    direct; direct where none does or the timing was contended."""
     rounds = timing.rounds
     direct = rounds[DIRECT]
     fastest = {name: min(t) for name, t in rounds.items()}
-    spread = statistics.median(direct) / min(direct)
-    disturbed = timing.cpu_share < MIN_CPU_SHARE or spread > NOISY_SPREAD
-    keep = 1 - MARGIN
+    decision = Decision(DIRECT, fastest, timing.others, statistics.median(direct) / min(direct))
+    if decision.contended:
+        return decision
+    keep = 1 - (NOISY_MARGIN if decision.provisional else MARGIN)
     winners = [name for name, t in rounds.items() if name != DIRECT
                and fastest[name] < fastest[DIRECT] * keep
                and statistics.median(a / b for a, b in zip(t, direct)) < keep]
-    choice = min(winners, key=fastest.get) if winners and not disturbed else DIRECT
-    return Decision(choice, fastest, disturbed, timing.cpu_share, spread)
+    return Decision(min(winners, key=fastest.get), fastest, decision.others, decision.spread) if winners else decision
 
 
 class Tuner:
@@ -169,17 +201,17 @@ class Tuner:
                 raise ValueError(f"the candidates for {key} must include {DIRECT!r}")
             for _ in range(ATTEMPTS):
                 decision = decide((self.timer or measure)(paths))
-                if not decision.disturbed:
+                if not decision.provisional:
                     break
             before = self.choices.get(key) if isinstance(self.choices.get(key), dict) else {}
             entry = {"choice": decision.choice, **{name: round(t, 6) for name, t in decision.fastest.items()}}
-            if decision.disturbed:
+            if decision.provisional:
                 entry.update(provisional=True, tries=before.get("tries", 0) + 1)
             self.choices[key] = entry
             self._retimed.add(key)
             self.timed += 1
-            disturbed = f" (provisional: CPU share {decision.cpu_share:.2f}, spread {decision.spread:.2f})"
-            log.info("tuned %s: %s%s (%s)", key, entry["choice"], disturbed * decision.disturbed,
+            disturbed = f" (provisional: other processes {decision.others:.2f}, spread {decision.spread:.2f})"
+            log.info("tuned %s: %s%s (%s)", key, entry["choice"], disturbed * decision.provisional,
                      ", ".join(f"{n} {t * 1e3:.2f} ms" for n, t in decision.fastest.items()))
             self._write()
             return entry["choice"]

@@ -16,13 +16,13 @@ class StubTimer:
     """Times given per path name (seconds of each round, or one float: one round); records
     each call's candidates."""
 
-    def __init__(self, cpu_share=1.0, **seconds):
-        self.seconds, self.cpu_share, self.calls = seconds, cpu_share, []
+    def __init__(self, others=0.0, **seconds):
+        self.seconds, self.others, self.calls = seconds, others, []
 
     def __call__(self, paths):
         self.calls.append(sorted(paths))
         rounds = {name: self.seconds[name] for name in paths}
-        return tuner.Timing({name: t if isinstance(t, list) else [t] for name, t in rounds.items()}, self.cpu_share)
+        return tuner.Timing({name: t if isinstance(t, list) else [t] for name, t in rounds.items()}, self.others)
 
 
 def candidates():
@@ -66,22 +66,26 @@ def test_choice_is_cached_on_disk_and_reused(tmp_path):
     assert off.choose("c", candidates) == "direct" and len(slower.calls) == 2
 
 
-@pytest.mark.parametrize("direct, winograd, cpu_share, expected", [
+@pytest.mark.parametrize("direct, winograd, others, expected", [
     # fastest runs alike, but round by round Winograd was slower in most: direct
-    ([1.00, 1.00, 1.00, 1.00, 1.00], [0.90, 1.10, 1.10, 1.10, 1.10], 1.0, "direct"),
+    ([1.00, 1.00, 1.00, 1.00, 1.00], [0.90, 1.10, 1.10, 1.10, 1.10], 0.0, "direct"),
     # faster in every round: Winograd
-    ([1.00, 1.00, 1.01, 1.00, 1.00], [0.80, 0.81, 0.80, 0.82, 0.80], 1.0, "winograd"),
+    ([1.00, 1.00, 1.01, 1.00, 1.00], [0.80, 0.81, 0.80, 0.82, 0.80], 0.0, "winograd"),
     # one lucky run of Winograd while direct's runs were slowed: the median ratio says no
-    ([1.00, 1.30, 1.40, 1.02, 1.01], [0.50, 1.40, 1.50, 1.05, 1.04], 1.0, "direct"),
-    # disturbed timings keep direct, however much faster the other path looked: direct's
-    # median run 1.5x its fastest, or the process got a quarter of its threads' CPU time
-    ([1.00, 1.50, 1.50, 1.50, 1.00], [0.50, 0.70, 0.70, 0.70, 0.50], 1.0, "direct"),
-    ([1.00, 1.00, 1.00, 1.00, 1.00], [0.50, 0.50, 0.50, 0.50, 0.50], 0.25, "direct"),
+    ([1.00, 1.30, 1.40, 1.02, 1.01], [0.50, 1.40, 1.50, 1.05, 1.04], 0.0, "direct"),
+    # noisy (direct's median run 1.5x its fastest, or other processes took 15% of the CPUs):
+    # 10% faster is not enough, 30% is
+    ([1.00, 1.50, 1.50, 1.50, 1.00], [0.90, 1.35, 1.35, 1.35, 0.90], 0.0, "direct"),
+    ([1.00, 1.50, 1.50, 1.50, 1.00], [0.70, 1.05, 1.05, 1.05, 0.70], 0.0, "winograd"),
+    ([1.00, 1.00, 1.00, 1.00, 1.00], [0.90, 0.90, 0.90, 0.90, 0.90], 0.15, "direct"),
+    ([1.00, 1.00, 1.00, 1.00, 1.00], [0.70, 0.70, 0.70, 0.70, 0.70], 0.15, "winograd"),
+    # contended (other processes took half the CPUs): direct, however much faster the other looked
+    ([1.00, 1.00, 1.00, 1.00, 1.00], [0.50, 0.50, 0.50, 0.50, 0.50], 0.5, "direct"),
 ])
-def test_decision_needs_the_fastest_run_the_median_ratio_and_a_quiet_machine(direct, winograd, cpu_share, expected):
-    decision = tuner.decide(tuner.Timing({"direct": direct, "winograd": winograd}, cpu_share))
+def test_decision_needs_the_fastest_run_the_median_ratio_and_a_quiet_machine(direct, winograd, others, expected):
+    decision = tuner.decide(tuner.Timing({"direct": direct, "winograd": winograd}, others))
     assert decision.choice == expected
-    assert decision.disturbed == (cpu_share < tuner.MIN_CPU_SHARE or sorted(direct)[2] > tuner.NOISY_SPREAD * min(direct))
+    assert decision.provisional == (others > tuner.NOISY_OTHERS or sorted(direct)[2] > tuner.NOISY_SPREAD * min(direct))
 
 
 def test_a_disturbed_timing_keeps_direct_provisionally_until_a_quiet_one(tmp_path):
@@ -90,7 +94,7 @@ def test_a_disturbed_timing_keeps_direct_provisionally_until_a_quiet_one(tmp_pat
     direct and is timed again by later processes (a new tuner each), at most RETRIES times,
     until a quiet timing settles it."""
     file = tmp_path / "tuning.json"
-    busy = StubTimer(cpu_share=0.3, direct=[1.0, 1.0, 1.0], winograd=[0.5, 0.5, 0.5])
+    busy = StubTimer(others=0.5, direct=[1.0, 1.0, 1.0], winograd=[0.5, 0.5, 0.5])
     assert tuner.Tuner(file, timer=busy).choose("a", candidates) == "direct"
     entry = json.loads(file.read_text())["choices"]["a"]
     assert entry["provisional"] and entry["tries"] == 1
@@ -112,7 +116,7 @@ def test_a_disturbed_timing_keeps_direct_provisionally_until_a_quiet_one(tmp_pat
 def test_a_disturbed_timing_is_taken_again_at_once():
     class Settling(StubTimer):
         def __call__(self, paths):
-            self.cpu_share = 0.3 if not self.calls else 1.0  # busy, then quiet
+            self.others = 0.5 if not self.calls else 0.0  # busy, then quiet
             return super().__call__(paths)
     timer = Settling(direct=[1.0, 1.0, 1.0], winograd=[0.6, 0.6, 0.6])
     tuned = tuner.Tuner(timer=timer)
@@ -147,7 +151,7 @@ def test_measure_times_every_path():
         return run
     timing = tuner.measure({name: count(name) for name in runs})
     rounds = timing.rounds
-    assert 0 <= timing.cpu_share and set(rounds) == set(runs) and all(t >= 0 for times in rounds.values() for t in times)
+    assert 0 <= timing.others <= 1 and set(rounds) == set(runs) and all(t >= 0 for times in rounds.values() for t in times)
     assert len(rounds["direct"]) == len(rounds["other"]) >= 2
     # warm-up, then interleaved rounds; runs this short are repeated within each round
     assert runs["direct"] == runs["other"] == 1 + len(rounds["direct"]) * tuner.MAX_RUNS_PER_SAMPLE
