@@ -44,7 +44,7 @@ DIRECT = "direct"
 MARGIN = 0.03  # a path must beat direct by 3% (noise between two timings of one path is ~1%)
 NOISY_MARGIN = 0.2  # ... by 20% in a noisy timing
 NOISY_OTHERS = 0.1  # other processes' share of the machine's CPU time while timing: noisy above
-CONTENDED_OTHERS = 0.25  # ... and contended above (2 busy loops on 2 cores: 0.5; quiet: 0.0 +- 0.06)
+CONTENDED_OTHERS = 0.25  # ... and contended above (2 busy loops on 2 cores: 0.42-0.52; quiet: 0.00)
 NOISY_SPREAD = 1.25  # direct's median run over its fastest (quiet, AMD EPYC, 2 threads: mostly
 # 1.03-1.07, at times up to 1.22; single slow runs are common even then, so not the slowest)
 ATTEMPTS = 2  # timings taken at once while they come out noisy or contended
@@ -60,36 +60,50 @@ VERSION = 2  # of the cache file's layout
 @dataclass(frozen=True)
 class Timing:
     rounds: dict[str, list[float]]  # path -> seconds of its runs, round by round
-    others: float = 0.0  # share of the machine's CPU time other processes took while timing
+    others: float = 0.0  # share of this process's CPUs' time other processes took while timing
 
 
 Timer = Callable[[dict], Timing]
 
 
-def _machine_busy_s() -> float | None:
-    """CPU seconds all processes have used since boot (Linux's /proc/stat; None elsewhere)."""
+def _busy_s(cpus) -> float | None:
+    """CPU seconds all processes have spent on ``cpus`` (indices) since boot, from Linux's
+    /proc/stat (None elsewhere, or where a CPU's line is missing)."""
     try:
         with open("/proc/stat") as f:
-            fields = [int(v) for v in f.readline().split()[1:9]]
-        return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")  # less idle, iowait
-    except (OSError, ValueError, IndexError):
+            lines = {line.split()[0]: line.split()[1:9] for line in f if line.startswith("cpu")}
+        total = 0
+        for cpu in cpus:
+            fields = [int(v) for v in lines[f"cpu{cpu}"]]
+            total += sum(fields) - fields[3] - fields[4]  # less idle and iowait
+        return total / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, KeyError, IndexError):
         return None
+
+
+def _own_cpus() -> set[int]:
+    """The CPUs this process may run on (its affinity; all of them where that is unknown)."""
+    try:
+        return os.sched_getaffinity(0)
+    except (AttributeError, OSError):
+        return set(range(os.cpu_count() or 1))
 
 
 def measure(paths: dict[str, Callable[[], object]], repeats=REPEATS, budget_s=BUDGET_S) -> Timing:
     """Each path's seconds per run, round by round: up to ``repeats`` rounds, each timing every
     path in turn (other load falls on all paths alike), fewer once ``budget_s`` has passed. A
     path faster than ``MIN_SAMPLE_S`` is run several times per round and the mean taken: single
-    runs of a few microseconds scatter by more than the margin. Also what share of the
-    machine's CPU time other processes took meanwhile (without /proc/stat: the share of this
-    process's threads' time it did not get)."""
+    runs of a few microseconds scatter by more than the margin. Also what share of the CPU
+    time of the CPUs this process may use other processes took meanwhile (without /proc/stat:
+    the share of this process's threads' time it did not get)."""
     runs = {}
     for name, run in paths.items():
         t0 = time.perf_counter()
         run()  # warm-up: allocations, oneDNN primitive cache, scratch buffers
         runs[name] = min(MAX_RUNS_PER_SAMPLE, max(1, int(MIN_SAMPLE_S / max(time.perf_counter() - t0, 1e-9))))
     rounds = {name: [] for name in paths}
-    busy, start, cpu = _machine_busy_s(), time.perf_counter(), time.process_time()
+    cpus = _own_cpus()
+    busy, start, cpu = _busy_s(cpus), time.perf_counter(), time.process_time()
     for repeat in range(repeats):
         for name, run in paths.items():
             t0 = time.perf_counter()
@@ -99,11 +113,14 @@ def measure(paths: dict[str, Callable[[], object]], repeats=REPEATS, budget_s=BU
         if repeat >= 1 and time.perf_counter() - start > budget_s:
             break
     wall, own = time.perf_counter() - start, time.process_time() - cpu
-    busy_now = _machine_busy_s()
+    busy_now = _busy_s(cpus)
     if wall <= 0:
         others = 0.0
     elif busy is not None and busy_now is not None:
-        others = max(0.0, (busy_now - busy - own) / (wall * (os.cpu_count() or 1)))
+        # /proc/stat counts whole clock ticks: each CPU's figure may be short by up to a tick
+        # at either reading, so up to 2 ticks per CPU of the difference may be no one's
+        tick = 1 / os.sysconf("SC_CLK_TCK")
+        others = max(0.0, (busy_now - busy - own - 2 * tick * len(cpus)) / (wall * len(cpus)))
     else:
         others = max(0.0, 1 - own / (wall * torch.get_num_threads()))
     return Timing(rounds, others)
