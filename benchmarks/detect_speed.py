@@ -8,8 +8,9 @@ median over rounds of each round's ratio, with its quartiles) for:
 onnxruntime (CPU provider) and OpenVINO (CPU, f32) running the project's own ONNX export of the
 same network (darknet_py/export.py), darknet_py exact, exact with Winograd off, and fast. All run
 with the same ``--threads`` (default: the CPUs this process may use), taking turns within each
-repeat so that other load on the machine falls on all of them. Then which path each
-convolution took (the tuner's choice on this host), the setup cost of the first ``detect()`` in
+repeat so that other load on the machine falls on all of them (a pause before each run, and
+the order rotated each repeat, so that no runtime always follows another's spinning threads).
+Then which path each convolution took (the tuner's choice on this host), the setup cost of the first ``detect()`` in
 a fresh process against a steady one, and weights loading against ``numpy.fromfile``. Weights
 are random, in Darknet's layout (the official files are not needed).
 
@@ -55,15 +56,24 @@ def reexec_for_isa(args):
         os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **AVX2_ENV})
 
 
+SETTLE_S = 0.1  # pause before each timed run: the previous runtime's idle threads stop spinning
+
+
 def round_times(fns, repeat):
-    """Seconds of each of ``fns`` (name -> callable) per round, each round running all in turn."""
+    """Seconds of each of ``fns`` (name -> callable) per round, each round running all in turn,
+    starting one further along the list each round, each run after a pause of ``SETTLE_S``:
+    onnxruntime's and OpenVINO's thread pools keep spinning after a run returns, and without the
+    pause whichever runtime came next lost cores to them (yolov3-tiny exact measured 0.84 x
+    OpenCV right after OpenVINO, 0.65 x for the same arithmetic in fast mode after our own run)."""
     for fn in fns.values():
         fn()  # warm-up (allocations, primitive caches, our tuner on first sight of a shape)
     times = {name: [] for name in fns}
-    for _ in range(repeat):
-        for name, fn in fns.items():
+    names = list(fns)
+    for r in range(repeat):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            time.sleep(SETTLE_S)
             start = time.perf_counter()
-            fn()
+            fns[name]()
             times[name].append(time.perf_counter() - start)
     return times
 
