@@ -47,6 +47,8 @@ def parse_args():
                         help="avx2: emulate an AVX2-only CPU on an AVX-512 one (see above)")
     parser.add_argument("--models", nargs="+", choices=sorted(MODELS), default=list(MODELS))
     parser.add_argument("--no-setup", action="store_true", help="skip the first-detect() setup measurement")
+    parser.add_argument("--keep-freed-memory", action="store_true",
+                        help="first darknet_py.keep_freed_memory(), as the darknet-py command runs (every runtime)")
     return parser.parse_args()
 
 
@@ -266,6 +268,9 @@ def main():
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(args.threads)
     describe_cpu(args.threads)
+    if args.keep_freed_memory:
+        from darknet_py.memory import keep_freed_memory
+        print(f"keep_freed_memory(): {keep_freed_memory()} (for every runtime in this process)")
     print(f"load average at start: {os.getloadavg()[0]:.2f}", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         weights = {name: Path(tmp) / f"{name}.weights" for name in ("yolov3-tiny.cfg", "yolov3.cfg")}

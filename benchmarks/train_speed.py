@@ -192,7 +192,12 @@ def main():
     parser.add_argument("--repeat", type=int, default=None, help="timed updates per side (default 5, quick 2)")
     parser.add_argument("--quick", action="store_true", help="1 warm-up and 2 timed updates per side")
     parser.add_argument("--profile", action="store_true", help="also profile one update of ours (exact and amp)")
+    parser.add_argument("--keep-freed-memory", action="store_true",
+                        help="first darknet_py.keep_freed_memory(), as the darknet-py command runs (both sides)")
     args = parser.parse_args()
+    if args.keep_freed_memory:
+        from darknet_py.memory import keep_freed_memory
+        print(f"keep_freed_memory(): {keep_freed_memory()} (for every runtime in this process)")
     warmup = 1 if args.quick else 2
     repeat = args.repeat or (2 if args.quick else 5)
     torch.set_num_threads(len(os.sched_getaffinity(0)))

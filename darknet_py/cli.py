@@ -9,6 +9,7 @@ import sys
 from .cli_args import device, non_negative_int, positive_int, probability, seed
 from .cli_darknet import LETTERBOX
 from .errors import DarknetError
+from .memory import keep_freed_memory
 
 
 def cmd_summary(args):
@@ -661,6 +662,8 @@ def main(argv=None) -> int:
     if _rank() != 0:  # under torchrun the first process speaks for all; the others report errors only
         level = logging.ERROR
     logging.basicConfig(level=level, format="%(levelname)s: %(message)s")
+    if os.environ.get("DARKNET_PY_KEEP_MEMORY", "1") != "0":
+        keep_freed_memory()  # this process is ours: reuse freed buffers, as Darknet does (memory.py)
     try:
         _packaged_inputs(args)
         args.func(args)
