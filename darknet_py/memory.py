@@ -4,7 +4,7 @@ Darknet allocates every layer's buffers once and reuses them on each pass. PyTor
 new tensor per layer per pass and frees it, and glibc's malloc hands blocks above its mmap
 threshold (at most 32 MiB, dynamically) back to the kernel and trims the heap's free top, so
 the next pass takes a page fault for every 4 KiB page again (yolov3 416 inference: about 11,000
-faults per pass; yolov3-tiny training at batch 16 spent half its CPU time in the kernel).
+faults per pass; yolov3-tiny training at batch 16 spent 28% of its CPU time in the kernel).
 ``keep_freed_memory`` raises both thresholds so that freed blocks stay in the process.
 
 The setting is process-wide, so the library never makes it on its own: the ``darknet-py``
