@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .errors import ImageError
 from .image import from_bgr, letterbox, load_image, resize_image
 from .layers.gaussian_yolo import GaussianYolo
 from .layers.heads import Detection, HeadSettings, Region, Yolo
@@ -23,13 +24,19 @@ def _as_image(item):
         item = item.detach().cpu().numpy()
     item = np.asarray(item)
     if item.dtype == np.uint8:
-        if item.ndim != 3 or item.shape[2] != 3:
-            raise ValueError(f"expected an (h, w, 3) uint8 BGR image as cv2.imread gives, got {item.shape}")
+        if item.ndim != 3 or item.shape[2] != 3 or 0 in item.shape:
+            raise ImageError(f"expected an (h, w, 3) uint8 BGR image as cv2.imread gives, got {item.shape}")
         return from_bgr(item), None
-    image = item.astype(np.float32, copy=False)
-    if image.ndim != 3 or image.shape[0] != 3:
-        raise ValueError("expected a path, an (h, w, 3) uint8 BGR image (cv2.imread) or a (3, h, w) float "
-                         f"image in [0, 1] (load_image), got {image.dtype} {image.shape}")
+    if item.dtype.kind not in "fiu" or item.ndim != 3 or item.shape[0] != 3 or 0 in item.shape:
+        raise ImageError("expected a path, an (h, w, 3) uint8 BGR image (cv2.imread) or a (3, h, w) float "
+                         f"image in [0, 1] (load_image), got {item.dtype} {item.shape}")
+    with np.errstate(over="ignore", invalid="ignore"):  # out of float32's range: refused just below
+        image = item.astype(np.float32, copy=False)
+    finite = np.isfinite(image)
+    if not finite.all():  # NaN would run through every layer and come out as no boxes, or garbage
+        c, y, x = np.argwhere(~finite)[0]
+        raise ImageError(f"the (3, h, w) image array holds {int((~finite).sum())} values that are not finite "
+                         f"(float32); the first at channel {c}, row {y}, column {x}: {image[c, y, x]}")
     return image, None
 
 

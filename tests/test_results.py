@@ -11,7 +11,7 @@ import darknet_py
 from darknet_py.coco import COCO_IDS
 from darknet_py.datafile import load_names
 from darknet_py.draw import class_colour
-from darknet_py.errors import DarknetError
+from darknet_py.errors import DarknetError, ImageError
 
 from conftest import CFG, ROOT, SHARED
 
@@ -40,8 +40,23 @@ def test_detect_on_a_cv2_imread_array_equals_detect_on_the_path(net, dog):
     # the float CHW form is the same image too
     chw = darknet_py.detect(net, darknet_py.load_image(DOG))
     np.testing.assert_array_equal(chw.probs, dog.probs)
-    with pytest.raises(ValueError, match="uint8 BGR"):
+    with pytest.raises(ImageError, match="uint8 BGR"):
         darknet_py.detect(net, np.zeros((10, 10), np.uint8))
+
+
+@pytest.mark.parametrize("array, message", [
+    (np.zeros((0, 10, 3), np.uint8), r"uint8 BGR image .* got \(0, 10, 3\)"),
+    (np.zeros((3, 8, 0), np.float32), r"got float32 \(3, 8, 0\)"),
+    (np.zeros((3, 8, 8), bool), "got bool"),
+    (np.full((3, 4, 5), np.nan, np.float32), "60 values that are not finite .* channel 0, row 0, column 0: nan"),
+    (np.pad(np.array([[[np.inf]]]), ((1, 1), (2, 0), (0, 3))), "1 values that are not finite .* channel 1, row 2, column 0: inf"),
+    (np.full((3, 2, 2), 1e300), "12 values that are not finite"),  # float64 beyond float32's range
+])
+def test_detect_refuses_arrays_it_cannot_read(net, array, message):
+    """An array that is no image, or holds NaN or infinity (which would pass through every layer
+    and come out as no boxes or garbage), is refused with our ImageError naming what it got."""
+    with pytest.raises(ImageError, match=message):
+        darknet_py.detect(net, array)
 
 
 def test_pixel_boxes_follow_darknets_boxes(net):
