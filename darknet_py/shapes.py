@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
+
+from .errors import DarknetError
 
 log = logging.getLogger(__name__)
 
@@ -210,6 +213,29 @@ def _write_lists(out: Path, n: int, n_valid: int) -> tuple[Path, Path]:
     return train, valid
 
 
+BLOCK = 4096  # a file takes whole blocks of the file system
+SAMPLE = 8  # images rendered to estimate the size of all
+
+
+def _check_room(out: Path, seed: int, size: int, count: int) -> None:
+    """Refuse before writing anything an image side over the memory budget, or ``count`` images
+    (and their labels) that would not fit on the disk holding ``out``, as estimated from the
+    first few with a margin of a half."""
+    from .image import max_pixels
+    if size * size > max_pixels():
+        raise DarknetError(f"{out}: {size}x{size} images are over the memory budget of {max_pixels()} pixels "
+                           "per image (DARKNET_PY_MAX_BYTES raises it)")
+    sample = [render_image(seed, i, size) for i in range(min(SAMPLE, count))]
+    per_image = np.mean([-(-len(cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])[1])
+                           // BLOCK) * BLOCK + BLOCK for image, _ in sample])
+    need = int(1.5 * per_image * count)
+    existing = next(p for p in (out, *out.parents) if p.exists())
+    free = shutil.disk_usage(existing).free
+    if need > free:
+        raise DarknetError(f"{out}: {count} images of {size}x{size} need about {need / 2**20:.0f} MiB with "
+                           f"their labels; {free / 2**20:.0f} MiB are free there")
+
+
 def generate_shapes(out_dir, n: int, seed: int, size: int = 256, n_valid: int = 0) -> Path:
     """Write ``n`` training images and ``n_valid`` validation images after them (numbered on,
     so the training images do not depend on ``n_valid``) with labels, lists, names, a .data
@@ -219,6 +245,7 @@ def generate_shapes(out_dir, n: int, seed: int, size: int = 256, n_valid: int = 
     if n < 1 or n_valid < 0:
         raise ValueError(f"need n >= 1 training images and n_valid >= 0, got {n} and {n_valid}")
     out = Path(out_dir).resolve()
+    _check_room(out, seed, size, n + n_valid)
     for folder in ("images", "labels", "backup"):
         (out / folder).mkdir(parents=True, exist_ok=True)
     images, annotations = [], []

@@ -137,3 +137,16 @@ def test_no_traceback_from_the_console_script_on_a_hostile_battery(tmp_path):
         assert r.returncode in (1, 2) and "Traceback" not in r.stderr and r.stderr.startswith(
             ("darknet-py: ", "usage: ")), (argv, r.stderr)
         count("cli subprocess battery", "refused")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--size", "200000"], r"200000x200000 images are over the memory budget of \d+ pixels"),
+    (["--n", "200000000"], r"220000000 images of 256x256 need about \d+ MiB with their labels; \d+ MiB are free"),
+])
+def test_data_shapes_refuses_what_would_not_fit_before_writing(tmp_path, capsys, argv, message):
+    """An image side over the memory budget (it was an internal error: OpenCV failed to allocate
+    120 GB) or more images than the disk holds are refused before anything is written."""
+    import re
+    out = tmp_path / "shapes"
+    assert main(["data", "shapes", str(out), *argv]) == cli.EXIT_ERROR
+    assert re.search(message, capsys.readouterr().err) and not out.exists()
