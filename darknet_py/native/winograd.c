@@ -278,6 +278,161 @@ static inline __attribute__((always_inline)) void output_transform(
     }
 }
 
+#if defined(__AVX2__) && defined(__FMA__)
+/* The output transform on 8 channels at a time (AVX2, also on AVX-512 CPUs), A^T written out
+ * with its shared terms: per column (m1 +- m2) and (m3 +- m4) feed all four rows. The generic
+ * loop above spent 3 x the products' time here (208x208 32->64: 16.8 ms against 5.4 ms). */
+static inline __attribute__((always_inline)) void at_rows(const __m256 m[6], __m256 t[4])
+{
+    __m256 s12 = _mm256_add_ps(m[1], m[2]), d12 = _mm256_sub_ps(m[1], m[2]);
+    __m256 s34 = _mm256_add_ps(m[3], m[4]), d34 = _mm256_sub_ps(m[3], m[4]);
+    t[0] = _mm256_add_ps(_mm256_add_ps(m[0], s12), s34);
+    t[1] = _mm256_fmadd_ps(_mm256_set1_ps(2), d34, d12);
+    t[2] = _mm256_fmadd_ps(_mm256_set1_ps(4), s34, s12);
+    t[3] = _mm256_add_ps(_mm256_fmadd_ps(_mm256_set1_ps(8), d34, d12), m[5]);
+}
+
+/* B^T applied along one axis to 6 vectors, its shared terms written out. */
+static inline __attribute__((always_inline)) void bt_rows(const __m256 d[6], __m256 r[6])
+{
+    const __m256 four = _mm256_set1_ps(4), two = _mm256_set1_ps(2), five = _mm256_set1_ps(5);
+    __m256 d42 = _mm256_sub_ps(d[4], d[2]), d31 = _mm256_sub_ps(d[3], d[1]);
+    r[0] = _mm256_fmadd_ps(four, d[0], _mm256_fnmadd_ps(five, d[2], d[4]));
+    r[1] = _mm256_fnmadd_ps(four, _mm256_add_ps(d[1], d[2]), _mm256_add_ps(d[3], d[4]));
+    r[2] = _mm256_fmadd_ps(four, _mm256_sub_ps(d[1], d[2]), _mm256_sub_ps(d[4], d[3]));
+    r[3] = _mm256_fmadd_ps(two, d31, d42);
+    r[4] = _mm256_fnmadd_ps(two, d31, d42);
+    r[5] = _mm256_fmadd_ps(four, d[1], _mm256_fnmadd_ps(five, d[3], d[5]));
+}
+
+/* 8 channels (n of them real, the rest 0) of one input pixel as float32. */
+static inline __attribute__((always_inline)) __m256 load_pixel(int bf16, const void *x, size_t at, int n)
+{
+    if (bf16) {
+        uint16_t tmp[8] = {0};
+        const uint16_t *src = (const uint16_t *)x + at;
+        if (n == 8)
+            memcpy(tmp, src, sizeof tmp);
+        else
+            memcpy(tmp, src, n * sizeof(uint16_t));
+        __m256i wide = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)tmp));
+        return _mm256_castsi256_ps(_mm256_slli_epi32(wide, 16));
+    }
+    const float *src = (const float *)x + at;
+    if (n == 8) return _mm256_loadu_ps(src);
+    float tmp[8] = {0};
+    memcpy(tmp, src, n * sizeof(float));
+    return _mm256_loadu_ps(tmp);
+}
+
+/* The input transform on 8 channels at a time (AVX2, also on AVX-512 CPUs). */
+static inline __attribute__((always_inline)) void input_transform_avx2(
+    int bf16, const void *x, int h, int w, int c, int th, int tw, int t0, int count, float *v)
+{
+    const size_t stride = v_stride(count, c);
+    for (int t = 0; t < count; t++) {
+        int tile = t0 + t;
+        int b = tile / (th * tw), rest = tile % (th * tw);
+        int y0 = (rest / tw) * M - 1, x0 = (rest % tw) * M - 1;
+        size_t img = (size_t)b * h * w * c;
+        for (int c0 = 0; c0 < c; c0 += 8) {
+            int n = c - c0 < 8 ? c - c0 : 8;
+            __m256 r[6][6]; /* r[a][j] = (B^T d)[a][j] */
+            for (int j = 0; j < A; j++) {
+                __m256 d[6], col[6];
+                int xx = x0 + j;
+#pragma GCC unroll 6
+                for (int i = 0; i < A; i++) {
+                    int yy = y0 + i;
+                    d[i] = (yy < 0 || yy >= h || xx < 0 || xx >= w)
+                               ? _mm256_setzero_ps()
+                               : load_pixel(bf16, x, img + ((size_t)yy * w + xx) * c + c0, n);
+                }
+                bt_rows(d, col);
+#pragma GCC unroll 6
+                for (int a = 0; a < A; a++) r[a][j] = col[a];
+            }
+            for (int a = 0; a < A; a++) {
+                __m256 out[6];
+                bt_rows(r[a], out);
+#pragma GCC unroll 6
+                for (int bb = 0; bb < A; bb++) {
+                    float *vab = v + (size_t)(a * A + bb) * stride;
+                    if (V_PANEL == 1 && n == 8) {
+                        _mm256_storeu_ps(vab + v_at(t, c0, c), out[bb]);
+                    } else {
+                        float tmp[8];
+                        _mm256_storeu_ps(tmp, out[bb]);
+                        for (int l = 0; l < n; l++) vab[v_at(t, c0 + l, c)] = tmp[l];
+                    }
+                }
+            }
+        }
+    }
+}
+
+static inline __attribute__((always_inline)) void output_transform_avx2(
+    int bf16, const float *p, int count, int t0, int th, int tw, int h, int w, int k, int k0,
+    const float *alpha, const float *beta, int act, void *y_)
+{
+    float *yf = y_;
+    uint16_t *yh = y_;
+    int lanes = k - k0 < KB ? k - k0 : KB;
+    const size_t ab_stride = (size_t)count * KB;
+    for (int t = 0; t < count; t++) {
+        int tile = t0 + t;
+        int b = tile / (th * tw), rest = tile % (th * tw);
+        int oy = (rest / tw) * M, ox = (rest % tw) * M;
+        int rows = h - oy < M ? h - oy : M, cols = w - ox < M ? w - ox : M;
+        for (int l0 = 0; l0 < lanes; l0 += 8) {
+            int n = lanes - l0 < 8 ? lanes - l0 : 8;
+            const float *pt = p + (size_t)t * KB + l0;
+            __m256 r[4][6];
+            for (int j = 0; j < A; j++) { /* r[.][j] = A^T P[.][j] */
+                __m256 m[6], tcol[4];
+#pragma GCC unroll 6
+                for (int i = 0; i < A; i++) m[i] = _mm256_loadu_ps(pt + (size_t)(i * A + j) * ab_stride);
+                at_rows(m, tcol);
+#pragma GCC unroll 4
+                for (int a = 0; a < M; a++) r[a][j] = tcol[a];
+            }
+            __m256 al = _mm256_set1_ps(1), be = _mm256_setzero_ps();
+            float tmp[8];
+            if (alpha || beta) {
+                for (int l = 0; l < 8; l++) tmp[l] = l < n && beta ? beta[k0 + l0 + l] : 0;
+                be = _mm256_loadu_ps(tmp);
+            }
+            if (alpha) {
+                for (int l = 0; l < 8; l++) tmp[l] = l < n ? alpha[k0 + l0 + l] : 1;
+                al = _mm256_loadu_ps(tmp);
+            }
+            for (int a = 0; a < rows; a++) {
+                __m256 out[4];
+                at_rows(r[a], out);
+                for (int bb = 0; bb < cols; bb++) {
+                    __m256 s = alpha ? _mm256_add_ps(_mm256_mul_ps(out[bb], al), be) : _mm256_add_ps(out[bb], be);
+                    if (act == ACT_LEAKY)
+                        s = _mm256_blendv_ps(_mm256_mul_ps(s, _mm256_set1_ps(0.1f)), s,
+                                             _mm256_cmp_ps(s, _mm256_setzero_ps(), _CMP_GT_OQ));
+                    else if (act == ACT_RELU)
+                        s = _mm256_and_ps(s, _mm256_cmp_ps(s, _mm256_setzero_ps(), _CMP_GT_OQ));
+                    size_t at = (((size_t)b * h + oy + a) * w + ox + bb) * k + k0 + l0;
+                    if (bf16 || n < 8) {
+                        _mm256_storeu_ps(tmp, s);
+                        if (bf16)
+                            for (int l = 0; l < n; l++) yh[at + l] = to_bf16(tmp[l]);
+                        else
+                            memcpy(yf + at, tmp, n * sizeof(float));
+                    } else {
+                        _mm256_storeu_ps(yf + at, s);
+                    }
+                }
+            }
+        }
+    }
+}
+#endif
+
 static inline __attribute__((always_inline)) void run(
     int bf16, const void *x, int h, int w, int c, const float *u, int k,
     const float *alpha, const float *beta, int act, void *y,
@@ -288,7 +443,11 @@ static inline __attribute__((always_inline)) void run(
     float *v = scratch, *p = scratch + (size_t)A * A * group * c;
     for (int g0 = t0; g0 < t1; g0 += group) {
         int count = t1 - g0 < group ? t1 - g0 : group;
+#if defined(__AVX2__) && defined(__FMA__)
+        input_transform_avx2(bf16, x, h, w, c, th, tw, g0, count, v);
+#else
         input_transform(bf16, x, h, w, c, th, tw, g0, count, v);
+#endif
         for (int kb = kb0; kb < kb1; kb++) {
             for (int ab = 0; ab < A * A; ab++) {
                 const float *ub = u + ((size_t)ab * blocks + kb) * c * KB;
@@ -298,7 +457,11 @@ static inline __attribute__((always_inline)) void run(
                     product_block(vb + (size_t)r0 * c, count - r0 < ROWS ? count - r0 : ROWS, c, ub,
                                   pb + (size_t)r0 * KB);
             }
+#if defined(__AVX2__) && defined(__FMA__)
+            output_transform_avx2(bf16, p, count, g0, th, tw, h, w, k, kb * KB, alpha, beta, act, y);
+#else
             output_transform(bf16, p, count, g0, th, tw, h, w, k, kb * KB, alpha, beta, act, y);
+#endif
         }
     }
 }
