@@ -27,9 +27,10 @@ from .. import native, tuner
 TILE = 4  # output pixels per tile side
 BLOCK = 32  # output channels per kernel block (native/winograd.c's KB)
 ACTIVATIONS = {"linear": 0, "leaky": 1, "relu": 2}  # done inside the kernel; others after it
-# A tile group's transformed input, in floats. Each group reads all of the part's transformed
-# weights once: 1 MB groups stay in a core's L2 (many tiles, few channels); 8 MB ones read
-# deep layers' large weights (4 x a direct layer's) fewer times. The tuner times both.
+# A tile group's scratch (transformed input and products), in floats. Each group reads all of
+# the part's transformed weights once: 1 MB groups stay in a core's L2 (many tiles, few
+# channels); 8 MB ones read deep layers' large weights (4 x a direct layer's) fewer times. The
+# tuner times both.
 GROUP_FLOATS = {"winograd": 1 << 18, "winograd-wide": 1 << 21}
 DTYPES = (torch.float32, torch.bfloat16)
 
@@ -88,7 +89,7 @@ class Winograd:
         y = torch.empty(n, h, w, self.k, dtype=self.dtype)
         parts = _split(tiles, self.blocks, max(1, torch.get_num_threads()))
         group = self.group(parts, self.variant)
-        per = 36 * group * (c + BLOCK)
+        per = 36 * group * (c + BLOCK * max(kb1 - kb0 for _, _, kb0, kb1 in parts))  # V, then P per block
         scratch = _scratch(len(parts) * per)
         x_, u, alpha_, beta_, y_ = (None if t is None else t.data_ptr() for t in (x, self.u, alpha, beta, y))
         table = (ctypes.c_int * (4 * len(parts)))(*(v for part in parts for v in part))
@@ -101,7 +102,8 @@ class Winograd:
         """Tiles per group for ``variant``: a multiple of the kernel's 12 register rows, at most
         (wide) all of a part's tiles."""
         share = max(stop - start for start, stop, _, _ in parts)
-        fits = GROUP_FLOATS[variant] // (36 * self.c)
+        blocks = max(kb1 - kb0 for _, _, kb0, kb1 in parts)
+        fits = GROUP_FLOATS[variant] // (36 * (self.c + BLOCK * blocks))
         cap = 96 if variant == "winograd" else -(-share // 12) * 12
         return max(12, min(cap, fits) // 12 * 12)
 
