@@ -3,6 +3,7 @@
 splitting the work across threads, the epilogue (bias, batch norm, activations), bfloat16 input
 and output, and the fallback to direct convolution when the kernel cannot be built."""
 import math
+import platform
 import warnings
 
 import pytest
@@ -235,3 +236,22 @@ def test_isa_switch_changes_the_build(monkeypatch):
     monkeypatch.setenv("DARKNET_PY_NATIVE_ISA", "avx1024")
     with pytest.raises(ValueError, match="DARKNET_PY_NATIVE_ISA"):
         native.flags()
+
+
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="the plain build's flags are x86's")
+def test_portable_build_matches(monkeypatch):
+    """DARKNET_PY_NATIVE_ISA=plain builds the portable C loops (no AVX2 intrinsics: what CPUs
+    without AVX2 and FMA run) with their own weight layout; they compute the same convolution,
+    float32 and bfloat16, within rounding of the AVX2/AVX-512 build's."""
+    cases = [case(1, 40, 70, 13, 17, seed=3), case(2, 64, 96, 26, 26, seed=4)]
+    fast = [winograd.Winograd(w)(x, None, None, "leaky") for x, w, _ in cases]
+    monkeypatch.setattr(native, "_loaded", {})
+    monkeypatch.setenv("DARKNET_PY_NATIVE_ISA", "plain")
+    assert winograd._kernel() is not None
+    for (x, w, _), y_fast in zip(cases, fast):
+        y = winograd.Winograd(w)(x, None, None, "leaky")
+        ref = reference(x, w, activation="leaky")
+        assert_close(y, ref)
+        assert (y - y_fast).abs().max() <= REL_TOL * ref.abs().max()
+        y16 = winograd.Winograd(w, torch.bfloat16)(x.bfloat16(), None, None, "leaky")
+        assert (y16.double() - ref).abs().max() <= 2 ** -7 * ref.abs().max()

@@ -6,7 +6,8 @@ The shared object is cached under ``$DARKNET_PY_CACHE`` (default ``~/.cache/dark
 system's temporary directory where that cannot be written), keyed by the source, the flags
 and the CPU's feature flags, and written atomically so that concurrent first uses do not see
 a half-written file. ``DARKNET_PY_NATIVE=0`` turns them off; ``DARKNET_PY_NATIVE_ISA=avx2``
-builds them without AVX-512 (to time an AVX2 machine's code on an AVX-512 one).
+builds them without AVX-512 (to time an AVX2 machine's code on an AVX-512 one), ``=plain``
+without AVX2 and FMA either (to test, on x86, the portable loops other CPUs run).
 """
 from __future__ import annotations
 
@@ -22,7 +23,9 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 FLAGS = ["-O3", "-march=native", "-fPIC", "-shared", "-fno-math-errno", "-fopenmp"]
-ISA_FLAGS = {"native": [], "avx2": ["-mno-avx512f"]}  # DARKNET_PY_NATIVE_ISA
+# DARKNET_PY_NATIVE_ISA: "avx2" as on an AVX2-only x86 CPU; "plain" (x86 compilers) the portable
+# C loops that CPUs without AVX2 and FMA run (aarch64 and others take them with "native")
+ISA_FLAGS = {"native": [], "avx2": ["-mno-avx512f"], "plain": ["-mno-avx512f", "-mno-avx2", "-mno-fma"]}
 _loaded: dict[str, ctypes.CDLL | None] = {}
 
 
