@@ -411,7 +411,7 @@ static inline __attribute__((always_inline)) void output_transform_avx2(
                 __m256 out[4];
                 at_rows(r[a], out);
                 for (int bb = 0; bb < cols; bb++) {
-                    __m256 s = alpha ? _mm256_add_ps(_mm256_mul_ps(out[bb], al), be) : _mm256_add_ps(out[bb], be);
+                    __m256 s = alpha ? _mm256_fmadd_ps(out[bb], al, be) : _mm256_add_ps(out[bb], be); /* one rounding, as pointwise.c */
                     if (act == ACT_LEAKY)
                         s = _mm256_blendv_ps(_mm256_mul_ps(s, _mm256_set1_ps(0.1f)), s,
                                              _mm256_cmp_ps(s, _mm256_setzero_ps(), _CMP_GT_OQ));
