@@ -54,28 +54,3 @@ def test_the_command_applies_it_unless_told_not_to():
     cfg = str(ROOT / "cfg" / "yolov3-tiny.cfg")
     assert run("cli", cfg)[2] is True
     assert run("cli", cfg, env={"DARKNET_PY_KEEP_MEMORY": "0"})[2] is False
-
-
-def test_advise_huge_pages_covers_whole_huge_pages_only():
-    """advise_huge_pages names only the 2 MiB pages wholly inside the block, and the block's
-    pages then fault in 2 MiB at a time where the kernel offers transparent huge pages."""
-    import resource
-    from pathlib import Path
-
-    import torch
-
-    from darknet_py.memory import HUGE_PAGE, advise_huge_pages
-
-    assert advise_huge_pages(HUGE_PAGE + 1, HUGE_PAGE) == 0  # no whole huge page inside
-    block = torch.empty((5 * HUGE_PAGE) // 4, dtype=torch.float32)  # 10 MiB, fresh, untouched
-    advised = advise_huge_pages(block.data_ptr(), block.nbytes)
-    assert advised % HUGE_PAGE == 0 and advised <= block.nbytes - block.nbytes % HUGE_PAGE
-    setting = Path("/sys/kernel/mm/transparent_hugepage/enabled")
-    if not advised or not setting.exists() or "[never]" in setting.read_text():
-        pytest.skip("this kernel offers no transparent huge pages")
-    assert advised >= 4 * HUGE_PAGE  # a 10 MiB block holds at least four whole ones
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    block.fill_(1)
-    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
-    small_pages = block.nbytes // 4096  # 2560 faults on 4 KiB pages (here: 2590 unadvised, 516 advised)
-    assert faults < small_pages - advised // 4096 // 2, (faults, advised)

@@ -22,7 +22,7 @@ import threading
 
 import torch
 
-from .. import memory, native, tuner
+from .. import native, tuner
 
 TILE = 4  # output pixels per tile side
 BLOCK = 32  # output channels per kernel block (native/winograd.c's KB)
@@ -71,7 +71,6 @@ class Winograd:
         blocks = -(-k // BLOCK)
         w = weights.detach().float().cpu().contiguous()
         self.u = torch.empty(36, blocks, c, BLOCK)  # every value written by the kernel, zeros past k
-        memory.advise_huge_pages(self.u.data_ptr(), self.u.nbytes)  # before the kernel first writes it
         _kernel().transform_weights(w.data_ptr(), k, c, self.u.data_ptr(), max(1, torch.get_num_threads()))
         self.k, self.c, self.blocks, self.dtype = k, c, blocks, dtype
         self.variant = "winograd"  # a GROUP_FLOATS key
