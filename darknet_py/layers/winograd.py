@@ -89,7 +89,7 @@ class Winograd:
         y = torch.empty(n, h, w, self.k, dtype=self.dtype)
         parts = _split(tiles, self.blocks, max(1, torch.get_num_threads()))
         group = self.group(parts, self.variant)
-        per = 36 * group * (c + BLOCK * max(kb1 - kb0 for _, _, kb0, kb1 in parts))  # V, then P per block
+        per = 36 * group * (c + BLOCK * _blocks_per_part(parts))  # V, then P per block
         scratch = _scratch(len(parts) * per)
         x_, u, alpha_, beta_, y_ = (None if t is None else t.data_ptr() for t in (x, self.u, alpha, beta, y))
         table = (ctypes.c_int * (4 * len(parts)))(*(v for part in parts for v in part))
@@ -102,8 +102,7 @@ class Winograd:
         """Tiles per group for ``variant``: a multiple of the kernel's 12 register rows, at most
         (wide) all of a part's tiles."""
         share = max(stop - start for start, stop, _, _ in parts)
-        blocks = max(kb1 - kb0 for _, _, kb0, kb1 in parts)
-        fits = GROUP_FLOATS[variant] // (36 * (self.c + BLOCK * blocks))
+        fits = GROUP_FLOATS[variant] // (36 * (self.c + BLOCK * _blocks_per_part(parts)))
         cap = 96 if variant == "winograd" else -(-share // 12) * 12
         return max(12, min(cap, fits) // 12 * 12)
 
@@ -126,6 +125,12 @@ def _split(tiles, blocks, threads):
     bounds = [count * i // threads for i in range(threads + 1)]
     ranges = [(start, stop) for start, stop in zip(bounds, bounds[1:]) if start < stop]
     return [(start, stop, 0, blocks) if by_tiles else (0, tiles, start, stop) for start, stop in ranges]
+
+
+
+def _blocks_per_part(parts):
+    """The most output blocks any part computes: its products fill that many blocks of scratch."""
+    return max(kb1 - kb0 for _, _, kb0, kb1 in parts)
 
 
 _local = threading.local()

@@ -51,6 +51,15 @@ static inline size_t v_stride(int count, int c)
 #define M 4   /* output tile: M x M pixels from an A x A input tile */
 #define A 6
 
+/* Tile number -> its image and the top-left output pixel (tiles run image by image, row by row). */
+static inline int tile_origin(int tile, int th, int tw, int *oy, int *ox)
+{
+    int rest = tile % (th * tw);
+    *oy = (rest / tw) * M;
+    *ox = (rest % tw) * M;
+    return tile / (th * tw);
+}
+
 enum { ACT_LINEAR = 0, ACT_LEAKY = 1, ACT_RELU = 2 };
 
 /* Lavin's transforms for interpolation points 0, +-1, +-2 and infinity. */
@@ -97,9 +106,9 @@ static inline __attribute__((always_inline)) void input_transform(
     const uint16_t *xh = x_;
     for (int t = 0; t < count; t++) {
         int tile = t0 + t;
-        int b = tile / (th * tw), rest = tile % (th * tw);
-        int y0 = (rest / tw) * M - 1, x0 = (rest % tw) * M - 1;
-        size_t img = (size_t)b * h * w * c;
+        int y0, x0;
+        size_t img = (size_t)tile_origin(tile, th, tw, &y0, &x0) * h * w * c;
+        y0--, x0--; /* the input tile starts one pixel up and left (padding 1) */
         for (int c0 = 0; c0 < c; c0 += 16) {
             int lanes = c - c0 < 16 ? c - c0 : 16;
             float d[6][6][16], r[6][6][16];
@@ -248,8 +257,7 @@ static inline __attribute__((always_inline)) void output_transform(
     }
     for (int t = 0; t < count; t++) {
         int tile = t0 + t;
-        int b = tile / (th * tw), rest = tile % (th * tw);
-        int oy = (rest / tw) * M, ox = (rest % tw) * M;
+        int oy, ox, b = tile_origin(tile, th, tw, &oy, &ox);
         float r[4][6][KB];
         /* r = A^T P, then y = r A */
 #pragma GCC unroll 4
@@ -312,11 +320,8 @@ static inline __attribute__((always_inline)) __m256 load_pixel(int bf16, const v
     if (bf16) {
         uint16_t tmp[8] = {0};
         const uint16_t *src = (const uint16_t *)x + at;
-        if (n == 8)
-            memcpy(tmp, src, sizeof tmp);
-        else
-            memcpy(tmp, src, n * sizeof(uint16_t));
-        __m256i wide = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)tmp));
+        if (n < 8) src = memcpy(tmp, src, n * sizeof(uint16_t));
+        __m256i wide = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)src));
         return _mm256_castsi256_ps(_mm256_slli_epi32(wide, 16));
     }
     const float *src = (const float *)x + at;
@@ -333,9 +338,9 @@ static inline __attribute__((always_inline)) void input_transform_avx2(
     const size_t stride = v_stride(count, c);
     for (int t = 0; t < count; t++) {
         int tile = t0 + t;
-        int b = tile / (th * tw), rest = tile % (th * tw);
-        int y0 = (rest / tw) * M - 1, x0 = (rest % tw) * M - 1;
-        size_t img = (size_t)b * h * w * c;
+        int y0, x0;
+        size_t img = (size_t)tile_origin(tile, th, tw, &y0, &x0) * h * w * c;
+        y0--, x0--; /* the input tile starts one pixel up and left (padding 1) */
         for (int c0 = 0; c0 < c; c0 += 8) {
             int n = c - c0 < 8 ? c - c0 : 8;
             __m256 r[6][6]; /* r[a][j] = (B^T d)[a][j] */
@@ -382,8 +387,7 @@ static inline __attribute__((always_inline)) void output_transform_avx2(
     const size_t ab_stride = (size_t)count * KB;
     for (int t = 0; t < count; t++) {
         int tile = t0 + t;
-        int b = tile / (th * tw), rest = tile % (th * tw);
-        int oy = (rest / tw) * M, ox = (rest % tw) * M;
+        int oy, ox, b = tile_origin(tile, th, tw, &oy, &ox);
         int rows = h - oy < M ? h - oy : M, cols = w - ox < M ? w - ox : M;
         for (int l0 = 0; l0 < lanes; l0 += 8) {
             int n = lanes - l0 < 8 ? lanes - l0 : 8;
@@ -432,6 +436,11 @@ static inline __attribute__((always_inline)) void output_transform_avx2(
         }
     }
 }
+#define INPUT_TRANSFORM input_transform_avx2
+#define OUTPUT_TRANSFORM output_transform_avx2
+#else
+#define INPUT_TRANSFORM input_transform
+#define OUTPUT_TRANSFORM output_transform
 #endif
 
 static inline __attribute__((always_inline)) void run(
@@ -444,11 +453,7 @@ static inline __attribute__((always_inline)) void run(
     float *v = scratch, *p = scratch + (size_t)A * A * group * c;
     for (int g0 = t0; g0 < t1; g0 += group) {
         int count = t1 - g0 < group ? t1 - g0 : group;
-#if defined(__AVX2__) && defined(__FMA__)
-        input_transform_avx2(bf16, x, h, w, c, th, tw, g0, count, v);
-#else
-        input_transform(bf16, x, h, w, c, th, tw, g0, count, v);
-#endif
+        INPUT_TRANSFORM(bf16, x, h, w, c, th, tw, g0, count, v);
         /* ab outermost: V's [ab] slice (count x C) stays in L2 while every output block reads
          * it, and u is read once per group; by output block first, all of V went through L3
          * once per block (26x26 256->512: 1.8 MB, 16 times). */
@@ -464,11 +469,7 @@ static inline __attribute__((always_inline)) void run(
         }
         for (int kb = kb0; kb < kb1; kb++) {
             const float *pk = p + (size_t)(kb - kb0) * A * A * count * KB;
-#if defined(__AVX2__) && defined(__FMA__)
-            output_transform_avx2(bf16, pk, count, g0, th, tw, h, w, k, kb * KB, alpha, beta, act, y);
-#else
-            output_transform(bf16, pk, count, g0, th, tw, h, w, k, kb * KB, alpha, beta, act, y);
-#endif
+            OUTPUT_TRANSFORM(bf16, pk, count, g0, th, tw, h, w, k, kb * KB, alpha, beta, act, y);
         }
     }
 }
